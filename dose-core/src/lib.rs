@@ -35,10 +35,12 @@
 //! - [`tg43`]: seed models, TG-43 equations, implants
 //! - [`engine`]: `Engine`, backend choice, grid computation
 //! - [`qa`]: dose-volume metrics
+//! - [`phantom`]: the built-in demonstration phantom and implant
 
 pub mod engine;
 pub mod error;
 pub mod grid;
+pub mod phantom;
 pub mod qa;
 pub mod tg43;
 

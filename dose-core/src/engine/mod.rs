@@ -8,11 +8,13 @@
 
 mod cpu;
 
+use std::sync::{Arc, Mutex};
+
 use nalgebra::Point3;
 
 use crate::error::{DoseError, Result};
 use crate::grid::{DoseGrid, Grid3};
-use crate::tg43::{DoseRateTable, Formalism, Implant};
+use crate::tg43::{DoseRateTable, Formalism, Implant, SeedModel};
 
 /// Which backend the caller asks for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -59,10 +61,26 @@ impl std::fmt::Display for BackendKind {
 }
 
 /// A dose engine bound to one backend.
+///
+/// Cloning is cheap and clones share the engine's cache of tabulated TG-43
+/// kernels (one per seed model and formalism, rebuilt only when a problem
+/// needs a larger extent), so that repeated calculations, for example while a
+/// planner moves seeds, skip the tabulation.
 #[derive(Debug, Clone)]
 pub struct Engine {
     backend: BackendKind,
+    tables: Arc<Mutex<Vec<CachedTable>>>,
 }
+
+#[derive(Debug)]
+struct CachedTable {
+    model: SeedModel,
+    formalism: Formalism,
+    table: Arc<DoseRateTable>,
+}
+
+/// Kernels kept per engine; the oldest is dropped beyond this.
+const TABLE_CACHE_CAPACITY: usize = 4;
 
 impl Engine {
     /// Creates an engine. `Auto` and `Cpu` give the CPU reference backend in
@@ -74,6 +92,7 @@ impl Engine {
                 backend: BackendKind::Cpu {
                     threads: rayon::current_num_threads(),
                 },
+                tables: Arc::default(),
             }),
             BackendChoice::Gpu => Err(DoseError::BackendUnavailable {
                 reason: "this build of isodose has no GPU backend".into(),
@@ -95,11 +114,7 @@ impl Engine {
         grid: &Grid3,
         formalism: Formalism,
     ) -> Result<DoseGrid> {
-        let table = DoseRateTable::build(
-            implant.model(),
-            formalism,
-            max_seed_distance_mm(implant, grid),
-        )?;
+        let table = self.table(implant, grid, formalism)?;
         let scale = implant.decay_to_start();
         match self.backend {
             BackendKind::Cpu { .. } => cpu::tg43_grid(implant, grid, &table, scale),
@@ -110,15 +125,51 @@ impl Engine {
     /// times the effective time of the implant's technique (permanent:
     /// τ = T½/ln 2; temporary: τ(1 − e^(−t/τ))).
     pub fn tg43_dose(&self, implant: &Implant, grid: &Grid3) -> Result<DoseGrid> {
-        let table = DoseRateTable::build(
-            implant.model(),
-            Formalism::Line,
-            max_seed_distance_mm(implant, grid),
-        )?;
+        let table = self.table(implant, grid, Formalism::Line)?;
         let scale = implant.decay_to_start() * implant.dose_gy_per_initial_cgy_per_h();
         match self.backend {
             BackendKind::Cpu { .. } => cpu::tg43_grid(implant, grid, &table, scale),
         }
+    }
+}
+
+impl Engine {
+    /// The tabulated kernel for `implant`'s model that covers `grid`, from the
+    /// cache or newly built (extent rounded up to 50 mm so that small moves
+    /// reuse it).
+    fn table(
+        &self,
+        implant: &Implant,
+        grid: &Grid3,
+        formalism: Formalism,
+    ) -> Result<Arc<DoseRateTable>> {
+        let needed = max_seed_distance_mm(implant, grid);
+        // a poisoned lock only means another thread panicked mid-insert;
+        // the cache is then rebuilt from scratch
+        let mut cache = self.tables.lock().unwrap_or_else(|poisoned| {
+            let mut guard = poisoned.into_inner();
+            guard.clear();
+            guard
+        });
+        if let Some(hit) = cache.iter().find(|c| {
+            c.formalism == formalism
+                && c.table.max_distance_mm() >= needed
+                && &c.model == implant.model()
+        }) {
+            return Ok(Arc::clone(&hit.table));
+        }
+        let extent = (needed / 50.0).ceil() * 50.0;
+        let table = Arc::new(DoseRateTable::build(implant.model(), formalism, extent)?);
+        cache.retain(|c| !(c.formalism == formalism && &c.model == implant.model()));
+        if cache.len() >= TABLE_CACHE_CAPACITY {
+            cache.remove(0);
+        }
+        cache.push(CachedTable {
+            model: implant.model().clone(),
+            formalism,
+            table: Arc::clone(&table),
+        });
+        Ok(table)
     }
 }
 

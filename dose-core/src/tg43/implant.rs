@@ -45,7 +45,7 @@ impl Seed {
         }
         let v = Vector3::from(d);
         let norm = v.norm();
-        if !(norm > 1e-9) {
+        if norm <= 1e-9 {
             return Err(DoseError::ZeroDirection {
                 field: "seed direction".into(),
                 vector: d,

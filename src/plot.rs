@@ -1,0 +1,252 @@
+//! PNG figures for the command-line reports (plotters, bitmap backend).
+//!
+//! Images follow the radiological convention: an axial slice is seen from the
+//! feet, patient left (+x in LPS) on the image's right, anterior (−y) at the
+//! top.
+
+use std::error::Error;
+use std::path::Path;
+
+use contour::ContourBuilder;
+use isodose::DoseGrid;
+use isodose::phantom::Structure;
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+
+type PlotResult = Result<(), Box<dyn Error>>;
+/// A polyline in world mm.
+type Polyline = Vec<(f64, f64)>;
+/// A DVH curve: structure name, RGB colour, (dose Gy, volume %) points.
+pub type DvhCurve = (String, [u8; 3], Vec<(f64, f64)>);
+
+static FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
+
+/// Registers the embedded DejaVu Sans as plotters' "sans-serif" font (plotters
+/// draws text with ab_glyph; no system fonts are needed).
+pub fn register_fonts() -> PlotResult {
+    plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
+        .map_err(|_| "the embedded DejaVu Sans font could not be loaded")?;
+    Ok(())
+}
+
+/// A colour wash from dark blue through green and yellow to red, t in [0, 1].
+fn wash(t: f64) -> RGBColor {
+    let t = t.clamp(0.0, 1.0);
+    let stops = [
+        (0.0, [40, 40, 160]),
+        (0.35, [30, 160, 200]),
+        (0.6, [80, 200, 80]),
+        (0.8, [250, 220, 40]),
+        (1.0, [220, 40, 30]),
+    ];
+    let i = stops
+        .iter()
+        .rposition(|s| s.0 <= t)
+        .unwrap_or(0)
+        .min(stops.len() - 2);
+    let (t0, c0) = stops[i];
+    let (t1, c1) = stops[i + 1];
+    let w = (t - t0) / (t1 - t0);
+    let mix = |a: u8, b: u8| (f64::from(a) + w * (f64::from(b) - f64::from(a))).round() as u8;
+    RGBColor(mix(c0[0], c1[0]), mix(c0[1], c1[1]), mix(c0[2], c1[2]))
+}
+
+/// Contour lines of `values` (row-major, `ny` rows of `nx`) at `level`, in
+/// world mm for a slice with origin `(x0, y0)` and spacing `(sx, sy)`.
+fn iso_lines(
+    values: &[f64],
+    (nx, ny): (usize, usize),
+    level: f64,
+    (x0, y0): (f64, f64),
+    (sx, sy): (f64, f64),
+) -> Result<Vec<Polyline>, Box<dyn Error>> {
+    let lines = ContourBuilder::new(nx, ny, true).lines(values, &[level])?;
+    // the marching-squares grid puts value (i, j) at (i + 0.5, j + 0.5)
+    Ok(lines
+        .iter()
+        .flat_map(|l| l.geometry().0.iter())
+        .map(|ls| {
+            ls.0.iter()
+                .map(|c| (x0 + (c.x - 0.5) * sx, y0 + (c.y - 0.5) * sy))
+                .collect()
+        })
+        .collect())
+}
+
+/// An axial slice of `dose` (Gy) at index `k`: colour wash above 20 % of the
+/// prescription, isodose lines at 50/100/150/200 %, structure outlines, seeds
+/// within half a slice as dots. `view_mm` = ((xmin, xmax), (ymin, ymax)).
+#[allow(clippy::too_many_arguments)]
+pub fn axial_dose_png(
+    path: &Path,
+    title: &str,
+    dose: &DoseGrid,
+    k: usize,
+    structures: &[Structure],
+    seeds_xy_mm: &[(f64, f64)],
+    prescription_gy: f64,
+    view_mm: ((f64, f64), (f64, f64)),
+) -> PlotResult {
+    let g = dose.grid();
+    let (nx, ny) = (g.nx(), g.ny());
+    let (o, s) = (g.origin_mm(), g.spacing_mm());
+    let ((xmin, xmax), (ymin, ymax)) = view_mm;
+    let root = BitMapBackend::new(path, (900, 860)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (plot_area, legend_area) = root.split_horizontally(720);
+    let mut chart = ChartBuilder::on(&plot_area)
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(45)
+        .y_label_area_size(55)
+        // y reversed: anterior (−y) at the top
+        .build_cartesian_2d(xmin..xmax, ymax..ymin)?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_desc("x (mm)  → patient left")
+        .y_desc("y (mm)  ↓ posterior")
+        .label_style(("sans-serif", 14))
+        .draw()?;
+
+    let slice = dose.data().index_axis(ndarray::Axis(0), k);
+    let inside = |x: f64, y: f64| x >= xmin && x <= xmax && y >= ymin && y <= ymax;
+    let mut cells = Vec::new();
+    for ((j, i), v) in slice.indexed_iter() {
+        let (x, y) = (o.x + i as f64 * s.x, o.y + j as f64 * s.y);
+        let rel = f64::from(*v) / prescription_gy;
+        if rel >= 0.2 && inside(x, y) {
+            let c = wash(rel / 2.0);
+            let (hx, hy) = (0.5 * s.x, 0.5 * s.y);
+            cells.push(Rectangle::new(
+                [(x - hx, y - hy), (x + hx, y + hy)],
+                c.mix(0.55).filled(),
+            ));
+        }
+    }
+    chart.draw_series(cells)?;
+
+    let values: Vec<f64> = slice.iter().map(|v| f64::from(*v)).collect();
+    let isodoses = [
+        (0.5, RGBColor(0, 90, 255), "50 %"),
+        (1.0, RGBColor(230, 0, 0), "100 %"),
+        (1.5, RGBColor(255, 140, 0), "150 %"),
+        (2.0, RGBColor(90, 0, 90), "200 %"),
+    ];
+    for (f, color, label) in isodoses {
+        let level = f * prescription_gy;
+        let lines = iso_lines(&values, (nx, ny), level, (o.x, o.y), (s.x, s.y))?;
+        let style = ShapeStyle::from(&color).stroke_width(2);
+        let mut first = true;
+        for line in lines {
+            let series = chart.draw_series(LineSeries::new(line, style))?;
+            if first {
+                series
+                    .label(format!("{label} ({level:.0} Gy)"))
+                    .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], style));
+                first = false;
+            }
+        }
+    }
+    for st in structures {
+        let mask = st.mask.index_axis(ndarray::Axis(0), k);
+        let m: Vec<f64> = mask.iter().map(|b| if *b { 1.0 } else { 0.0 }).collect();
+        let color = RGBColor(st.color[0], st.color[1], st.color[2]);
+        let style = ShapeStyle::from(&color).stroke_width(2);
+        let lines = iso_lines(&m, (nx, ny), 0.5, (o.x, o.y), (s.x, s.y))?;
+        let mut first = true;
+        for line in lines {
+            let dashed = DashedLineSeries::new(line, 6, 4, style);
+            let series = chart.draw_series(dashed)?;
+            if first {
+                series
+                    .label(st.name.clone())
+                    .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], style));
+                first = false;
+            }
+        }
+    }
+    chart
+        .draw_series(
+            seeds_xy_mm
+                .iter()
+                .filter(|(x, y)| inside(*x, *y))
+                .map(|&(x, y)| Circle::new((x, y), 3, BLACK.filled())),
+        )?
+        .label("seeds in slice")
+        .legend(|(x, y)| Circle::new((x + 9, y), 3, BLACK.filled()));
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 13))
+        .draw()?;
+
+    // colour bar for the wash
+    let bar = ChartBuilder::on(&legend_area)
+        .margin_top(60)
+        .margin_bottom(70)
+        .margin_right(60)
+        .caption("dose (% Rx)", ("sans-serif", 14))
+        .y_label_area_size(45)
+        .build_cartesian_2d(0.0..1.0, 20.0..200.0)?;
+    let mut bar = bar;
+    bar.configure_mesh()
+        .disable_mesh()
+        .disable_x_axis()
+        .label_style(("sans-serif", 13))
+        .draw()?;
+    bar.draw_series((20..200).map(|p| {
+        let p = f64::from(p);
+        Rectangle::new(
+            [(0.0, p), (1.0, p + 1.0)],
+            wash(p / 200.0).mix(0.55).filled(),
+        )
+    }))?;
+    root.present()?;
+    Ok(())
+}
+
+/// Cumulative DVHs: for each structure, (dose Gy, volume %) points.
+pub fn dvh_png(path: &Path, title: &str, curves: &[DvhCurve], prescription_gy: f64) -> PlotResult {
+    let max_dose = curves
+        .iter()
+        .flat_map(|c| c.2.iter().map(|p| p.0))
+        .fold(prescription_gy * 1.2, f64::max);
+    let root = BitMapBackend::new(path, (900, 600)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0.0..max_dose, 0.0..105.0)?;
+    chart
+        .configure_mesh()
+        .x_desc("dose (Gy)")
+        .y_desc("volume (%)")
+        .label_style(("sans-serif", 14))
+        .draw()?;
+    chart.draw_series(LineSeries::new(
+        [(prescription_gy, 0.0), (prescription_gy, 105.0)],
+        ShapeStyle::from(&BLACK.mix(0.5)).stroke_width(1),
+    ))?;
+    for (name, c, pts) in curves {
+        let color = RGBColor(c[0], c[1], c[2]);
+        let style = ShapeStyle::from(&color).stroke_width(2);
+        chart
+            .draw_series(LineSeries::new(pts.iter().copied(), style))?
+            .label(name.clone())
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], style));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
