@@ -8,6 +8,7 @@ use rayon::prelude::*;
 
 use crate::error::{DoseError, Result};
 use crate::grid::{DoseGrid, Grid3, Volume};
+use crate::tg43::kernel::LineScratch;
 use crate::tg43::{DoseRateTable, Implant};
 
 /// A seed reduced to what the voxel loop needs.
@@ -15,6 +16,25 @@ struct SeedFrame {
     position: [f64; 3],
     axis: [f64; 3],
     strength_u: f64,
+}
+
+/// Per-thread buffers for one row of voxels.
+struct RowBuffers {
+    acc: Vec<f64>,
+    along: Vec<f64>,
+    r2: Vec<f64>,
+    scratch: LineScratch,
+}
+
+impl RowBuffers {
+    fn new(nx: usize) -> Self {
+        Self {
+            acc: vec![0.0; nx],
+            along: vec![0.0; nx],
+            r2: vec![0.0; nx],
+            scratch: LineScratch::default(),
+        }
+    }
 }
 
 /// Σ_seeds S_K · Ḋ/S_K(voxel) · `scale` on every voxel of `grid`, as f32.
@@ -39,27 +59,33 @@ pub(super) fn tg43_grid(
     let spacing = grid.spacing_mm();
     let mut out = vec![0f32; grid.len()];
     out.par_chunks_mut(nx).enumerate().for_each_init(
-        || vec![0f64; nx],
-        |acc, (row, out_row)| {
+        || RowBuffers::new(nx),
+        |buf, (row, out_row)| {
             let k = row / ny;
             let j = row % ny;
             let y = origin.y + j as f64 * spacing.y;
             let z = origin.z + k as f64 * spacing.z;
-            acc.fill(0.0);
+            buf.acc.fill(0.0);
             for s in &seeds {
                 let dy = y - s.position[1];
                 let dz = z - s.position[2];
                 let along_yz = dy * s.axis[1] + dz * s.axis[2];
                 let r2_yz = dy * dy + dz * dz;
                 let dx0 = origin.x - s.position[0];
-                for (i, a) in acc.iter_mut().enumerate() {
+                for i in 0..nx {
                     let dx = dx0 + i as f64 * spacing.x;
-                    let along = (along_yz + dx * s.axis[0]).abs();
-                    let r2 = r2_yz + dx * dx;
-                    *a += s.strength_u * table.dose_rate_per_u(along, r2);
+                    buf.along[i] = along_yz + dx * s.axis[0];
+                    buf.r2[i] = r2_yz + dx * dx;
                 }
+                table.accumulate_line(
+                    &buf.along,
+                    &buf.r2,
+                    s.strength_u,
+                    &mut buf.acc,
+                    &mut buf.scratch,
+                );
             }
-            for (o, a) in out_row.iter_mut().zip(acc.iter()) {
+            for (o, a) in out_row.iter_mut().zip(buf.acc.iter()) {
                 *o = (a * scale) as f32;
             }
         },

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Runs every test of isodose, installing what the tests need first.
+# Usage: ./scripts/test-all.sh      (from anywhere inside the repository)
+#
+# Steps: system packages (Debian/Ubuntu, when missing), format and lint checks,
+# the Rust test suite in release mode (unit, integration, property and doc tests,
+# the CLI end to end), the examples, then the Python package built with maturin
+# into a virtual environment and its pytest suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# System packages the tests need. None beyond a Rust toolchain and Python 3
+# today; the GPU work adds Mesa's software Vulkan driver here.
+APT_PACKAGES=(python3-venv)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
+  step "installing system packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --release -- -D warnings
+
+step "cargo test (release)"
+cargo test --workspace --release --exclude isodose-python
+
+step "examples"
+for ex in examples/*.rs; do
+  name=$(basename "$ex" .rs)
+  cargo run --release --quiet --example "$name" >/dev/null
+  echo "example $name ok"
+done
+
+step "Python package (maturin) and pytest"
+VENV=target/test-venv
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install -q --upgrade pip
+"$VENV/bin/python" -m pip install -q "maturin>=1.7,<2" pytest numpy
+"$VENV/bin/python" -m pip install -q ./python
+"$VENV/bin/python" -m pytest -q python/tests
