@@ -246,14 +246,18 @@ impl DoseRateTable {
     ) {
         let n = acc.len().min(z.len()).min(r2.len());
         scratch.resize(n);
-        for i in 0..n {
-            let (u, v, s) = self.coordinates(z[i], r2[i]);
-            scratch.u[i] = u;
-            scratch.v[i] = v;
-            scratch.scale[i] = s;
+        let LineScratch { u, v, scale } = scratch;
+        let points = z.iter().zip(r2);
+        for (((u, v), s), (z, r2)) in u
+            .iter_mut()
+            .zip(v.iter_mut())
+            .zip(scale.iter_mut())
+            .zip(points)
+        {
+            (*u, *v, *s) = self.coordinates(*z, *r2);
         }
-        for i in 0..n {
-            acc[i] += weight * (self.bilinear(scratch.u[i], scratch.v[i]) * scratch.scale[i]);
+        for (((a, u), v), s) in acc.iter_mut().zip(u.iter()).zip(v.iter()).zip(scale.iter()) {
+            *a += weight * (self.bilinear(*u, *v) * s);
         }
     }
 
@@ -351,11 +355,8 @@ mod tests {
                 let expected = 1.0 + 0.7 * table.dose_rate_per_u(z[i], r2[i]);
                 assert_eq!(acc[i].to_bits(), expected.to_bits(), "point {i}");
             }
-            m = crate::tg43::SeedModel::from_json_str(
-                &unmirrored_6711_json(),
-                "6711 mirrored to 180 deg",
-            )
-            .unwrap();
+            m = SeedModel::from_json_str(&unmirrored_6711_json(), "6711 mirrored to 180 deg")
+                .unwrap();
         }
     }
 
@@ -397,8 +398,7 @@ mod tests {
     fn unmirrored_table_gives_the_same_dose() {
         let cat = SeedCatalogue::builtin();
         let mirrored = cat.get("Amersham6711").unwrap();
-        let full =
-            crate::tg43::SeedModel::from_json_str(&unmirrored_6711_json(), "6711 to 180").unwrap();
+        let full = SeedModel::from_json_str(&unmirrored_6711_json(), "6711 to 180").unwrap();
         assert!(!full.anisotropy().is_mirrored());
         let a = DoseRateTable::build(mirrored, Formalism::Line, 60.0).unwrap();
         let b = DoseRateTable::build(&full, Formalism::Line, 60.0).unwrap();
