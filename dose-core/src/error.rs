@@ -101,6 +101,16 @@ pub enum DoseError {
         /// Why.
         reason: String,
     },
+    /// A named option has a value isodose does not know.
+    #[error("unknown {what} {value:?}; expected {expected}")]
+    InvalidOption {
+        /// Which option.
+        what: &'static str,
+        /// The value received.
+        value: String,
+        /// The accepted values.
+        expected: &'static str,
+    },
     /// The input is empty where something is required.
     #[error("{what} is empty")]
     Empty {

@@ -99,8 +99,9 @@ impl Grid3 {
     }
 
     /// A grid of uniform `spacing_mm` that covers the box `[min_mm, max_mm]`
-    /// (LPS, corners of the region of interest) with voxel centres on and
-    /// inside the box, the first voxel centred on `min_mm`.
+    /// (LPS, corners of the region of interest): the first voxel is centred on
+    /// `min_mm` and the last centre lies on or up to one spacing beyond
+    /// `max_mm` along each axis.
     pub fn covering(min_mm: [f64; 3], max_mm: [f64; 3], spacing_mm: f64) -> Result<Self> {
         if !spacing_mm.is_finite() || spacing_mm <= 0.0 {
             return Err(DoseError::InvalidGrid {

@@ -39,8 +39,11 @@
 
 pub mod engine;
 pub mod error;
+pub mod geometry;
 pub mod grid;
 pub mod phantom;
+pub mod physics;
+pub mod proton;
 pub mod qa;
 pub mod tg43;
 

@@ -92,3 +92,84 @@ fn grid_engine_reproduces_the_consensus_table_on_the_transverse_axis() {
         );
     }
 }
+
+/// Columns of a `#`-commented CSV in tests/data, as strings.
+fn csv_rows(text: &str) -> Vec<Vec<String>> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            l.split(',')
+                .map(|c| c.trim().trim_matches('"').to_owned())
+                .collect()
+        })
+        .collect()
+}
+
+/// The 2D dose rate off the transverse plane, computed here from the published
+/// formula and tables at tabulated (r, θ) nodes (no interpolation needed),
+/// with the textbook G_L = (θ₂ − θ₁)/(L r sin θ) written independently of the
+/// engine's atan2 form.
+#[test]
+fn two_dimensional_dose_rates_at_table_nodes_follow_the_published_formula() {
+    let params = csv_rows(include_str!("data/tg43_I125_seed_parameters.csv"));
+    let row = params.iter().find(|r| r[0] == "Amersham6711").unwrap();
+    let lambda: f64 = row[2].parse().unwrap();
+    let length_cm: f64 = row[3].parse().unwrap();
+    let g_rows = csv_rows(include_str!("data/tg43_I125_6711_radial_dose_function.csv"));
+    let g_l = |r: f64| -> f64 {
+        let row = g_rows[1..]
+            .iter()
+            .find(|x| (x[0].parse::<f64>().unwrap() - r).abs() < 1e-9);
+        row.unwrap()[1].parse().unwrap()
+    };
+    let f_rows = csv_rows(include_str!("data/tg43_I125_6711_anisotropy_F.csv"));
+    let f_header = &f_rows[0];
+    let geometry = |r: f64, theta_deg: f64| -> f64 {
+        let t = theta_deg.to_radians();
+        let (z, rho) = (r * t.cos(), r * t.sin());
+        let beta = ((z + length_cm / 2.0) / rho).atan() - ((z - length_cm / 2.0) / rho).atan();
+        beta / (length_cm * r * t.sin())
+    };
+    let m = SeedCatalogue::builtin()
+        .get("Amersham6711")
+        .unwrap()
+        .clone();
+    let seed = isodose_core::tg43::Seed::new([0.0; 3], None, 1.0).unwrap();
+    let implant = Implant::new(m.clone(), vec![seed], Technique::Permanent, 0.0).unwrap();
+    let mut checked = 0;
+    for (col, name) in f_header.iter().enumerate().skip(1) {
+        let r_cm: f64 = name
+            .trim_start_matches("r=")
+            .trim_end_matches("cm")
+            .parse()
+            .unwrap();
+        for f_row in &f_rows[1..] {
+            let theta: f64 = f_row[0].parse().unwrap();
+            if theta == 0.0 {
+                continue; // on the axis the textbook form is 0/0
+            }
+            let f: f64 = f_row[col].parse().unwrap();
+            let expected = lambda * geometry(r_cm, theta) / geometry(1.0, 90.0) * g_l(r_cm) * f;
+            let got = dose_rate_per_u(&m, Formalism::Line, r_cm * 10.0, theta).unwrap();
+            assert!(
+                (got - expected).abs() <= 1e-9 * expected,
+                "r = {r_cm} cm, θ = {theta}°: {got} vs {expected}"
+            );
+            // the grid path (tabulated kernel) at the same point, seed along z
+            let t = theta.to_radians();
+            let p = [r_cm * 10.0 * t.sin(), 0.0, r_cm * 10.0 * t.cos()];
+            let grid = Grid3::new([1, 1, 1], [1.0; 3], p).unwrap();
+            let engine = Engine::new(BackendChoice::Cpu).unwrap();
+            let rate = engine
+                .tg43_dose_rate(&implant, &grid, Formalism::Line)
+                .unwrap();
+            let on_grid = f64::from(rate.data()[[0, 0, 0]]);
+            assert!(
+                (on_grid - expected).abs() <= 3e-3 * expected,
+                "grid at r = {r_cm} cm, θ = {theta}°: {on_grid} vs {expected}"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 60, "6 distances × 10 angles");
+}

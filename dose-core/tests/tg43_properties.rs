@@ -208,3 +208,19 @@ fn bitwise_identical_for_any_thread_count() {
         assert!(same, "{threads} threads differ from 1 thread");
     }
 }
+
+#[test]
+fn strengths_decay_from_the_reference_time_to_the_implant() {
+    let m = model("Amersham6711");
+    let seeds = vec![Seed::new([0.0, 0.0, 0.0], None, 0.5).unwrap()];
+    let g = small_grid();
+    let e = engine();
+    let at_reference = Implant::new(m.clone(), seeds.clone(), Technique::Permanent, 0.0).unwrap();
+    // implanted one published half-life (59.40 d) after the reference time
+    let later = Implant::new(m, seeds, Technique::Permanent, 59.40).unwrap();
+    let a = e.tg43_dose(&at_reference, &g).unwrap();
+    let b = e.tg43_dose(&later, &g).unwrap();
+    for (x, y) in a.data().iter().zip(b.data().iter()) {
+        assert!((f64::from(*x) * 0.5 - f64::from(*y)).abs() <= 1e-6 * f64::from(*x));
+    }
+}

@@ -35,8 +35,10 @@ impl BackendChoice {
             "auto" => Ok(Self::Auto),
             "cpu" => Ok(Self::Cpu),
             "gpu" => Ok(Self::Gpu),
-            other => Err(DoseError::BackendUnavailable {
-                reason: format!("unknown backend {other:?}; expected auto, cpu or gpu"),
+            other => Err(DoseError::InvalidOption {
+                what: "backend",
+                value: other.to_owned(),
+                expected: "auto, cpu or gpu",
             }),
         }
     }
@@ -146,20 +148,25 @@ impl Engine {
         let needed = max_seed_distance_mm(implant, grid);
         // a poisoned lock only means another thread panicked mid-insert;
         // the cache is then rebuilt from scratch
-        let mut cache = self.tables.lock().unwrap_or_else(|poisoned| {
-            let mut guard = poisoned.into_inner();
-            guard.clear();
-            guard
-        });
-        if let Some(hit) = cache.iter().find(|c| {
+        let lock = || {
+            self.tables.lock().unwrap_or_else(|poisoned| {
+                let mut guard = poisoned.into_inner();
+                guard.clear();
+                guard
+            })
+        };
+        if let Some(hit) = lock().iter().find(|c| {
             c.formalism == formalism
                 && c.table.max_distance_mm() >= needed
                 && &c.model == implant.model()
         }) {
             return Ok(Arc::clone(&hit.table));
         }
+        // build without holding the lock: the build runs on rayon, and a
+        // rayon worker waiting on this lock could otherwise deadlock
         let extent = (needed / 50.0).ceil() * 50.0;
         let table = Arc::new(DoseRateTable::build(implant.model(), formalism, extent)?);
+        let mut cache = lock();
         cache.retain(|c| !(c.formalism == formalism && &c.model == implant.model()));
         if cache.len() >= TABLE_CACHE_CAPACITY {
             cache.remove(0);

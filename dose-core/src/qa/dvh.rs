@@ -89,7 +89,9 @@ impl DoseVolume {
             });
         }
         let n = self.doses.len();
-        let k = ((x * n as f64).ceil() as usize).clamp(1, n);
+        // x·n can land just above an integer in floating point (0.07 × 100 =
+        // 7.000000000000001); a relative 1e-9 keeps such cases on the integer
+        let k = ((x * n as f64 * (1.0 - 1e-9)).ceil() as usize).clamp(1, n);
         Ok(self.doses[k - 1])
     }
 
@@ -127,6 +129,15 @@ mod tests {
         assert_eq!(dv.fraction_at_least(0.0), 1.0);
         assert_eq!(dv.fraction_at_least(11.0), 0.0);
         assert!(dv.dose_at_fraction(0.0).is_err());
+        // 0.07 × 100 is 7.000000000000001 in floating point: still the 7th voxel
+        let g = Grid3::new([1, 1, 100], [1.0; 3], [0.0; 3]).unwrap();
+        let d = Array3::from_shape_vec((1, 1, 100), (1..=100).map(|v| v as f32).collect()).unwrap();
+        let dv = DoseVolume::from_mask(
+            &Volume::new(g, d).unwrap(),
+            &Array3::from_elem((1, 1, 100), true),
+        )
+        .unwrap();
+        assert_eq!(dv.dose_at_fraction(0.07).unwrap(), 94.0);
         assert!(DoseVolume::from_mask(&dose, &Array3::from_elem((1, 1, 10), false)).is_err());
         assert!(DoseVolume::from_mask(&dose, &Array3::from_elem((1, 2, 5), true)).is_err());
     }

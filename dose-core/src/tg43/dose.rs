@@ -53,10 +53,10 @@ impl Formalism {
             "line" => Ok(Formalism::Line),
             "point" => Ok(Formalism::Point),
             "line-1d" | "line1d" => Ok(Formalism::LineOneD),
-            other => Err(DoseError::OutOfRange {
-                field: format!("formalism {other:?}"),
-                value: f64::NAN,
-                reason: "expected \"line\", \"point\" or \"line-1d\"".into(),
+            other => Err(DoseError::InvalidOption {
+                what: "TG-43 formalism",
+                value: other.to_owned(),
+                expected: "\"line\", \"point\" or \"line-1d\"",
             }),
         }
     }
@@ -106,6 +106,13 @@ pub fn dose_rate_per_u_cyl(
     z_mm: f64,
     rho_mm: f64,
 ) -> Result<f64> {
+    if !(z_mm.is_finite() && rho_mm.is_finite() && rho_mm >= 0.0) {
+        return Err(DoseError::OutOfRange {
+            field: "point in the seed frame (z, rho) (mm)".into(),
+            value: if z_mm.is_finite() { rho_mm } else { z_mm },
+            reason: format!("z = {z_mm}, rho = {rho_mm}: both must be finite and rho >= 0"),
+        });
+    }
     let lambda = model.dose_rate_constant();
     let length = model.active_length_mm();
     let r_raw = (z_mm * z_mm + rho_mm * rho_mm).sqrt();
@@ -249,6 +256,8 @@ mod tests {
         assert!(dose_rate_per_u(m, Formalism::Line, f64::NAN, 90.0).is_err());
         assert!(dose_rate_per_u(m, Formalism::Line, -1.0, 90.0).is_err());
         assert!(dose_rate_per_u(m, Formalism::Line, 10.0, 181.0).is_err());
+        assert!(dose_rate_per_u_cyl(m, Formalism::Line, f64::NAN, 1.0).is_err());
+        assert!(dose_rate_per_u_cyl(m, Formalism::Line, 1.0, -1.0).is_err());
         let best = cat.get("Best2301").unwrap();
         let err = dose_rate_per_u(best, Formalism::Point, 10.0, 90.0).unwrap_err();
         assert!(err.to_string().contains("phi_an"), "{err}");

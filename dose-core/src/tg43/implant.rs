@@ -133,6 +133,16 @@ impl Implant {
             });
         }
         finite("days from reference time to implant", days_from_reference)?;
+        let limit = 20.0 * model.half_life_days();
+        if days_from_reference.abs() > limit {
+            return Err(DoseError::OutOfRange {
+                field: "days from reference time to implant".into(),
+                value: days_from_reference,
+                reason: format!(
+                    "more than 20 half-lives ({limit} days) from the reference time; check the dates"
+                ),
+            });
+        }
         Ok(Self {
             model,
             seeds,
@@ -254,7 +264,8 @@ mod tests {
             let t = Technique::Temporary { duration_h: bad };
             assert!(Implant::new(model(), seeds.clone(), t, 0.0).is_err());
         }
-        assert!(Implant::new(model(), seeds, Technique::Permanent, f64::NAN).is_err());
+        assert!(Implant::new(model(), seeds.clone(), Technique::Permanent, f64::NAN).is_err());
+        assert!(Implant::new(model(), seeds, Technique::Permanent, -1e6).is_err());
     }
 
     #[test]

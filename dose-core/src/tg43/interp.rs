@@ -7,7 +7,8 @@
 //! - radial dose function g_X(r): **log-linear** interpolation (ln g linear in
 //!   r) between tabulated distances; below the first distance the first value
 //!   is used (nearest neighbour); beyond the last distance, log-linear
-//!   **extrapolation** from the last two points (g decays about exponentially).
+//!   **extrapolation** from the last two points (g decays about exponentially;
+//!   a table whose last two values rise keeps its last value instead).
 //! - 2D anisotropy function F(r, θ): **bilinear** interpolation in (r, θ);
 //!   outside the tabulated distances the nearest tabulated r is used; a table
 //!   that stops at 90° is mirrored: F(r, 180° − θ) = F(r, θ).
@@ -103,12 +104,17 @@ impl Table1 {
     }
 
     /// Log-linear interpolation (ln y linear in x); nearest neighbour below the
-    /// table, log-linear extrapolation from the last two points above it.
+    /// table, log-linear extrapolation from the last two points above it when
+    /// they decrease (a rising tail is not extrapolated: the last value is
+    /// kept, so that a user table cannot make g grow without bound).
     /// Requires a table built with `positive = true`.
     pub fn log_linear(&self, x: f64) -> f64 {
         let n = self.xs.len();
         if n == 1 || x <= self.xs[0] {
             return self.ys[0];
+        }
+        if x >= self.xs[n - 1] && self.ys[n - 1] >= self.ys[n - 2] {
+            return self.ys[n - 1];
         }
         let i = if x >= self.xs[n - 1] {
             n - 2
@@ -255,6 +261,9 @@ mod tests {
         assert_eq!(t.log_linear(0.1), 1.0);
         assert!((t.log_linear(6.0) - 0.125 * 0.25).abs() < 1e-15);
         assert_eq!(t.linear_clamped(9.0), 0.125);
+        // a rising tail is held, not extrapolated
+        let up = Table1::new("t", vec![1.0, 2.0], vec![1.0, 1.5], true).unwrap();
+        assert_eq!(up.log_linear(50.0), 1.5);
     }
 
     #[test]

@@ -174,6 +174,16 @@ impl SeedModel {
         if anisotropy.rs()[0] <= 0.0 {
             return Err(bad("anisotropy_function distances must be > 0".into()));
         }
+        // TG-43 normalisations: g(r0) = 1 and F(r0, 90°) = 1 at r0 = 1 cm
+        let g0 = g_line.log_linear(10.0);
+        let f0 = anisotropy.bilinear(10.0, 90.0);
+        for (what, v) in [("g_l(1 cm)", g0), ("F(1 cm, 90 deg)", f0)] {
+            if (v - 1.0).abs() > 1e-3 {
+                return Err(bad(format!(
+                    "{what} = {v}; TG-43 normalises it to 1 at the reference point"
+                )));
+            }
+        }
         let anisotropy_factor = file
             .anisotropy_factor
             .map(|a| Table1::new(&table("anisotropy_factor"), a.r_cm, a.phi_an, true))
@@ -456,6 +466,10 @@ mod tests {
             (
                 &good.replace("[0.333, 0.4, 0.519,", "[0.333, 0.519,"),
                 "values for",
+            ),
+            (
+                &good.replace("1.042, 1.0, 0.908", "1.042, 1.1, 0.908"),
+                "normalises",
             ),
         ];
         for (text, needle) in cases {
