@@ -13,7 +13,9 @@
 //!
 //! (Bortfeld Eq. 26 with the tail term of Eq. 29; the plateau coefficients
 //! 17.93, 0.444 and 31.7 of his water example follow from α = 0.0022, p = 1.77,
-//! β = 0.012 cm⁻¹, γ = 0.6). Range straggling and the beam's energy spread
+//! β = 0.012 cm⁻¹, γ = 0.6). isodose divides by 1 + ε to express the dose per
+//! incident proton (the tail's ε Φ₀ protons included), so that the integrated
+//! depth dose never exceeds E₀ per proton. Range straggling and the beam's energy spread
 //! blur it with a Gaussian of width σ² = σ_mono² + (σ_E dR/dE)², σ_mono =
 //! 0.012 R₀^0.935 cm; the convolution of each power r^x with the Gaussian is
 //!
@@ -96,7 +98,8 @@ impl BraggCurve {
         let alpha = r0 / energy_mev.powf(p);
         let alpha_1p = alpha.powf(1.0 / p);
         let beta = params.beta_per_cm;
-        let norm = 1.0 / ((1.0 + beta * r0) * alpha_1p);
+        // per incident proton: the tail adds ε Φ₀ protons to the Φ₀ of the peak
+        let norm = 1.0 / ((1.0 + beta * r0) * alpha_1p * (1.0 + params.epsilon));
         let sigma_mono = params.sigma_mono_coefficient_cm * r0.powf(params.sigma_mono_exponent);
         let sigma_energy = energy_spread_fraction * energy_mev / stopping_mev_cm2_g;
         Ok(Self {
@@ -235,7 +238,7 @@ mod tests {
         let e0: f64 = 150.0;
         let r0_cm = 0.0022 * e0.powf(1.77);
         let c = BraggCurve::new(&params, e0, r0_cm * 10.0, 5.445, 0.0).unwrap();
-        let k = 1.0 + 0.012 * r0_cm;
+        let k = (1.0 + 0.012 * r0_cm) * 1.1; // (1 + β R₀)(1 + ε)
         assert!((c.c_peak * k - 17.93).abs() < 0.01, "{}", c.c_peak * k);
         let plateau = 0.444 + 31.7 * 0.1 / r0_cm;
         assert!(
