@@ -7,13 +7,16 @@
 //! dispatch.
 
 mod cpu;
+mod proton_cpu;
 
 use std::sync::{Arc, Mutex};
 
 use nalgebra::Point3;
 
 use crate::error::{DoseError, Result};
-use crate::grid::{DoseGrid, Grid3};
+use crate::grid::{CtVolume, DoseGrid, Grid3};
+use crate::proton::prepare::{PreparedBeam, prepare_beam, rsp_volume};
+use crate::proton::{Dij, DoseOptions, ProtonMachine, ProtonPlan};
 use crate::tg43::{DoseRateTable, Formalism, Implant, SeedModel};
 
 /// Which backend the caller asks for.
@@ -135,7 +138,87 @@ impl Engine {
     }
 }
 
+/// Default limit on the memory of a dij, bytes (8 GiB).
+pub const DEFAULT_DIJ_LIMIT_BYTES: usize = 8 << 30;
+
 impl Engine {
+    /// Proton PBS dose (Gy, the plan's spot weights in protons, one fraction)
+    /// of `plan` on `ct`, with `machine` data. The dose grid is `dose_grid`,
+    /// or the CT grid when `None`; water-equivalent depths are always traced
+    /// through the CT. Spots of zero weight are skipped.
+    pub fn pbs_dose(
+        &self,
+        ct: &CtVolume,
+        plan: &ProtonPlan,
+        machine: &ProtonMachine,
+        dose_grid: Option<&Grid3>,
+        options: &DoseOptions,
+    ) -> Result<DoseGrid> {
+        let grid = dose_grid.unwrap_or(ct.grid());
+        let beams = self.prepare(ct, plan, machine, grid, options, true)?;
+        match self.backend {
+            BackendKind::Cpu { .. } => proton_cpu::pbs_dose(&beams, grid),
+        }
+    }
+
+    /// The dose-influence matrix (voxels of the dose grid × spots of the plan,
+    /// beams in order; Gy per proton). Refuses with an error, before
+    /// allocating it, when it would need more than `max_bytes`
+    /// ([`DEFAULT_DIJ_LIMIT_BYTES`] is a reasonable default).
+    pub fn pbs_dij(
+        &self,
+        ct: &CtVolume,
+        plan: &ProtonPlan,
+        machine: &ProtonMachine,
+        dose_grid: Option<&Grid3>,
+        options: &DoseOptions,
+        max_bytes: usize,
+    ) -> Result<Dij> {
+        let grid = dose_grid.unwrap_or(ct.grid());
+        let beams = self.prepare(ct, plan, machine, grid, options, false)?;
+        match self.backend {
+            BackendKind::Cpu { .. } => {
+                proton_cpu::pbs_dij(&beams, grid, plan.spot_count(), max_bytes)
+            }
+        }
+    }
+
+    fn prepare(
+        &self,
+        ct: &CtVolume,
+        plan: &ProtonPlan,
+        machine: &ProtonMachine,
+        grid: &Grid3,
+        options: &DoseOptions,
+        only_weighted: bool,
+    ) -> Result<Vec<PreparedBeam>> {
+        if let Some(hu) = ct.data().iter().find(|v| !v.is_finite()) {
+            return Err(DoseError::NonFinite {
+                field: "CT value (HU)".into(),
+                value: f64::from(*hu),
+            });
+        }
+        let rsp = rsp_volume(ct, &options.hlut);
+        let mut first = 0;
+        plan.beams()
+            .iter()
+            .map(|beam| {
+                let prepared = prepare_beam(
+                    ct.grid(),
+                    &rsp,
+                    grid,
+                    machine,
+                    beam,
+                    first,
+                    options,
+                    only_weighted,
+                );
+                first += beam.spots().len();
+                prepared
+            })
+            .collect()
+    }
+
     /// The tabulated kernel for `implant`'s model that covers `grid`, from the
     /// cache or newly built (extent rounded up to 50 mm so that small moves
     /// reuse it).

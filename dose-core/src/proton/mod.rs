@@ -2,8 +2,23 @@
 //!
 //! - [`machine`]: `ProtonMachine` (per-energy IDD, in-air optics, halo, MU
 //!   calibration), its file format, and the built-in [`generic`] machine
+//! - [`plan`]: `ProtonPlan` → `ProtonBeam` → `Spot`; range shifters
+//! - [`kernel`]: the pencil-beam dose model (one physics function)
+//! - [`prepare`]: preparation shared by the backends (HU → RSP, ray traversal
+//!   to water-equivalent depth, depth tables, ray casting or spot splitting)
+//! - [`dij`]: the sparse dose-influence matrix
+//!
+//! Doses are computed by [`crate::engine::Engine::pbs_dose`] and
+//! [`crate::engine::Engine::pbs_dij`].
 
+pub mod dij;
 pub mod generic;
+pub mod kernel;
 pub mod machine;
+pub mod plan;
+pub mod prepare;
 
+pub use dij::Dij;
 pub use machine::{EnergyModel, ProtonMachine, SpotOptics};
+pub use plan::{ProtonBeam, ProtonPlan, RangeShifter, Spot};
+pub use prepare::{DoseOptions, SpotSplitting};

@@ -1,0 +1,178 @@
+//! CPU reference backend of the proton engine.
+//!
+//! Forward dose: rayon over z-slices of the dose grid; each slice visits every
+//! pencil in plan order and accumulates in f64, so the result does not depend
+//! on the thread count. Dij: rayon over spots, one column each.
+
+use ndarray::Array3;
+use rayon::prelude::*;
+
+use crate::error::{DoseError, Result};
+use crate::grid::{DoseGrid, Grid3, Volume};
+use crate::proton::Dij;
+use crate::proton::prepare::{PreparedBeam, for_each_voxel};
+
+/// Forward dose (Gy) of the prepared beams on `grid`.
+pub(super) fn pbs_dose(beams: &[PreparedBeam], grid: &Grid3) -> Result<DoseGrid> {
+    let [nz, ny, nx] = grid.shape();
+    let slice = ny * nx;
+    let mut out = vec![0f32; grid.len()];
+    out.par_chunks_mut(slice).enumerate().for_each_init(
+        || vec![0f64; slice],
+        |acc, (k, out_slice)| {
+            acc.fill(0.0);
+            let base = k * slice;
+            for beam in beams {
+                for p in &beam.pencils {
+                    if p.weight == 0.0 {
+                        continue;
+                    }
+                    for_each_voxel(p, &beam.frame, grid, k..k + 1, |v, d| {
+                        acc[v - base] += p.weight * d;
+                    });
+                }
+            }
+            for (o, a) in out_slice.iter_mut().zip(acc.iter()) {
+                *o = *a as f32;
+            }
+        },
+    );
+    let data = Array3::from_shape_vec((nz, ny, nx), out).map_err(|e| DoseError::InvalidGrid {
+        reason: format!("internal shape error: {e}"),
+    })?;
+    Volume::new(grid.clone(), data)
+}
+
+/// The dij of the prepared beams on `grid`, `n_spots` columns. Refuses (before
+/// allocating the matrix) when it would need more than `max_bytes`.
+pub(super) fn pbs_dij(
+    beams: &[PreparedBeam],
+    grid: &Grid3,
+    n_spots: usize,
+    max_bytes: usize,
+) -> Result<Dij> {
+    if grid.len() > u32::MAX as usize {
+        return Err(DoseError::InvalidGrid {
+            reason: format!(
+                "{} voxels exceed the 32-bit row indices of the dij",
+                grid.len()
+            ),
+        });
+    }
+    // pencils of each spot (several when spots are split)
+    let mut by_spot: Vec<Vec<(usize, usize)>> = vec![Vec::new(); n_spots];
+    for (b, beam) in beams.iter().enumerate() {
+        for (i, p) in beam.pencils.iter().enumerate() {
+            if let Some(list) = by_spot.get_mut(p.spot) {
+                list.push((b, i));
+            }
+        }
+    }
+    let all_k = 0..grid.nz();
+    // pass 1: count entries per column (the same traversal, no storage)
+    let counts: Vec<usize> = by_spot
+        .par_iter()
+        .map(|pencils| {
+            if pencils.len() == 1 {
+                let (b, i) = pencils[0];
+                let mut n = 0usize;
+                for_each_voxel(
+                    &beams[b].pencils[i],
+                    &beams[b].frame,
+                    grid,
+                    all_k.clone(),
+                    |_, _| n += 1,
+                );
+                n
+            } else {
+                column(beams, grid, pencils).0.len()
+            }
+        })
+        .collect();
+    let nnz: usize = counts.iter().sum();
+    let bytes = Dij::bytes_for(nnz, n_spots);
+    if bytes > max_bytes {
+        return Err(DoseError::OutOfRange {
+            field: "dij memory (bytes)".into(),
+            value: bytes as f64,
+            reason: format!(
+                "{nnz} entries need {:.1} MiB, above the limit of {:.1} MiB",
+                bytes as f64 / 1048576.0,
+                max_bytes as f64 / 1048576.0
+            ),
+        });
+    }
+    let mut col_ptr = Vec::with_capacity(n_spots + 1);
+    col_ptr.push(0u64);
+    for c in &counts {
+        col_ptr.push(col_ptr[col_ptr.len() - 1] + *c as u64);
+    }
+    let mut rows = vec![0u32; nnz];
+    let mut values = vec![0f32; nnz];
+    // pass 2: fill each column's slice in parallel
+    let mut slices = Vec::with_capacity(n_spots);
+    let (mut r_rest, mut v_rest) = (&mut rows[..], &mut values[..]);
+    for c in &counts {
+        let (r, rr) = r_rest.split_at_mut(*c);
+        let (v, vr) = v_rest.split_at_mut(*c);
+        slices.push((r, v));
+        r_rest = rr;
+        v_rest = vr;
+    }
+    slices
+        .into_par_iter()
+        .zip(by_spot.par_iter())
+        .for_each(|((r, v), pencils)| {
+            if pencils.len() == 1 {
+                let (b, i) = pencils[0];
+                let mut n = 0usize;
+                let p = &beams[b].pencils[i];
+                for_each_voxel(p, &beams[b].frame, grid, all_k.clone(), |idx, d| {
+                    if n < r.len() {
+                        r[n] = idx as u32;
+                        v[n] = (p.share * d) as f32;
+                    }
+                    n += 1;
+                });
+            } else {
+                let (idx, val) = column(beams, grid, pencils);
+                for (k, (i, d)) in idx.iter().zip(&val).enumerate().take(r.len()) {
+                    r[k] = *i as u32;
+                    v[k] = *d as f32;
+                }
+            }
+        });
+    Dij::from_parts(grid.len(), n_spots, col_ptr, rows, values)
+}
+
+/// The merged column of several pencils (split spots): sorted voxel indices
+/// and summed dose per proton of the spot (sub-pencil weights applied).
+fn column(
+    beams: &[PreparedBeam],
+    grid: &Grid3,
+    pencils: &[(usize, usize)],
+) -> (Vec<usize>, Vec<f64>) {
+    let mut entries: Vec<(usize, f64)> = Vec::new();
+    for &(b, i) in pencils {
+        let p = &beams[b].pencils[i];
+        // the dij is per proton of the spot: the sub-pencil's share of it
+        let share = p.share;
+        for_each_voxel(p, &beams[b].frame, grid, 0..grid.nz(), |idx, d| {
+            entries.push((idx, share * d))
+        });
+    }
+    entries.sort_unstable_by_key(|e| e.0);
+    let mut idx: Vec<usize> = Vec::with_capacity(entries.len());
+    let mut val: Vec<f64> = Vec::with_capacity(entries.len());
+    for (i, d) in entries {
+        if idx.last() == Some(&i) {
+            if let Some(last) = val.last_mut() {
+                *last += d;
+            }
+        } else {
+            idx.push(i);
+            val.push(d);
+        }
+    }
+    (idx, val)
+}

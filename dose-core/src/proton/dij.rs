@@ -1,0 +1,110 @@
+//! The dose-influence matrix: dose per proton of every spot on every voxel.
+//!
+//! Compressed sparse columns (CSC), voxels × spots: column j holds the voxels
+//! that spot j reaches (within the lateral cut-off), rows in increasing
+//! linear (C-order: z, y, x) voxel index, values in Gy per proton (f32), row
+//! indices u32. The dose of weights w (protons) is D = Dij · w.
+
+use crate::error::{DoseError, Result};
+
+/// A voxels × spots CSC matrix of dose per proton (Gy).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dij {
+    n_voxels: usize,
+    n_spots: usize,
+    col_ptr: Vec<u64>,
+    row_idx: Vec<u32>,
+    values: Vec<f32>,
+}
+
+impl Dij {
+    /// Assembles a matrix from its parts, checking consistency.
+    pub fn from_parts(
+        n_voxels: usize,
+        n_spots: usize,
+        col_ptr: Vec<u64>,
+        row_idx: Vec<u32>,
+        values: Vec<f32>,
+    ) -> Result<Self> {
+        let bad = |reason: String| DoseError::InvalidTable {
+            table: "dij".into(),
+            reason,
+        };
+        if col_ptr.len() != n_spots + 1 || col_ptr.first() != Some(&0) {
+            return Err(bad(format!(
+                "column pointer of length {} for {n_spots} spots",
+                col_ptr.len()
+            )));
+        }
+        if col_ptr.windows(2).any(|w| w[1] < w[0]) {
+            return Err(bad("column pointers decrease".into()));
+        }
+        let nnz = col_ptr[n_spots] as usize;
+        if row_idx.len() != nnz || values.len() != nnz {
+            return Err(bad(format!(
+                "{nnz} entries announced, {} rows and {} values given",
+                row_idx.len(),
+                values.len()
+            )));
+        }
+        if row_idx.iter().any(|r| *r as usize >= n_voxels) {
+            return Err(bad(format!("a row index exceeds {n_voxels} voxels")));
+        }
+        Ok(Self {
+            n_voxels,
+            n_spots,
+            col_ptr,
+            row_idx,
+            values,
+        })
+    }
+
+    /// (voxels, spots).
+    pub fn shape(&self) -> (usize, usize) {
+        (self.n_voxels, self.n_spots)
+    }
+    /// Stored entries.
+    pub fn nnz(&self) -> usize {
+        self.values.len()
+    }
+    /// Column pointers (length spots + 1).
+    pub fn col_ptr(&self) -> &[u64] {
+        &self.col_ptr
+    }
+    /// Row (voxel) indices.
+    pub fn row_idx(&self) -> &[u32] {
+        &self.row_idx
+    }
+    /// Values, Gy per proton.
+    pub fn values(&self) -> &[f32] {
+        &self.values
+    }
+    /// Bytes held by the three arrays.
+    pub fn memory_bytes(&self) -> usize {
+        Self::bytes_for(self.nnz(), self.n_spots)
+    }
+    /// Bytes a matrix of `nnz` entries and `n_spots` columns needs.
+    pub fn bytes_for(nnz: usize, n_spots: usize) -> usize {
+        nnz * (size_of::<u32>() + size_of::<f32>()) + (n_spots + 1) * size_of::<u64>()
+    }
+
+    /// D = Dij · w (Gy), with `weights` in protons, one per spot, summed in
+    /// f64.
+    pub fn dose(&self, weights: &[f64]) -> Result<Vec<f64>> {
+        if weights.len() != self.n_spots {
+            return Err(DoseError::OutOfRange {
+                field: "number of spot weights".into(),
+                value: weights.len() as f64,
+                reason: format!("the dij has {} spots", self.n_spots),
+            });
+        }
+        let mut dose = vec![0.0f64; self.n_voxels];
+        for (j, w) in weights.iter().enumerate() {
+            let (a, b) = (self.col_ptr[j] as usize, self.col_ptr[j + 1] as usize);
+            for (r, v) in self.row_idx[a..b].iter().zip(&self.values[a..b]) {
+                dose[*r as usize] += w * f64::from(*v);
+            }
+        }
+        Ok(dose)
+    }
+}

@@ -1,0 +1,615 @@
+//! Preparation shared by the backends: HU → RSP, depth models per energy,
+//! ray traversal to water-equivalent depth, depth tables per pencil beam, and
+//! the voxel traversal around each pencil.
+//!
+//! **Ray casting** (the classic pencil-beam algorithm): each spot has one ray,
+//! its central axis from the virtual sources; every voxel near the spot takes
+//! the water-equivalent depth (WED) of that ray at its own depth Δ. Lateral
+//! heterogeneities within the spot's width are ignored: a bone edge parallel
+//! to the beam inside a spot shifts the whole spot or none of it.
+//!
+//! **Spot splitting** ([`SpotSplitting`]): each spot is replaced by sub-pencils
+//! at Gauss–Hermite offsets (3 × 3 or 5 × 5) in the isocentre plane, each with
+//! its own ray and WED and a narrower width, σ_sub² = σ² − σ_split², so that
+//! the sum reproduces the spot's Gaussian in a homogeneous medium (exactly in
+//! its second moments) while each part ranges out at its own WED. Cost: 9 or 25
+//! rays and voxel traversals per spot instead of one; accuracy: edges are
+//! resolved to about σ_split = 0.6 σ₀ (σ₀ the in-air spot size) instead of the
+//! whole spot.
+
+use nalgebra::{Point3, Unit, Vector3};
+
+use super::kernel::DepthNode;
+use super::machine::{EnergyModel, ProtonMachine};
+use super::plan::{ProtonBeam, RangeShifter};
+use crate::error::{DoseError, Result};
+use crate::geometry::{BeamFrame, trace_ray};
+use crate::grid::{CtVolume, Grid3};
+use crate::physics::hlut::Hlut;
+use crate::physics::mcs::{HighlandParams, mcs_sigma_mm, pv_mev};
+use crate::physics::pstar::WaterStopping;
+
+/// Sub-pencil decomposition of each spot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpotSplitting {
+    /// 3 × 3 Gauss–Hermite sub-pencils.
+    ThreeByThree,
+    /// 5 × 5 Gauss–Hermite sub-pencils.
+    FiveByFive,
+}
+
+impl SpotSplitting {
+    /// (offset in units of σ_split, weight) per axis: the probabilists'
+    /// Gauss–Hermite rule, exact for polynomials of degree 2n − 1.
+    fn rule(self) -> &'static [(f64, f64)] {
+        const THREE: [(f64, f64); 3] = [
+            (-1.732_050_807_568_877_2, 1.0 / 6.0),
+            (0.0, 2.0 / 3.0),
+            (1.732_050_807_568_877_2, 1.0 / 6.0),
+        ];
+        // nodes ±√(5 ± √10), weights 5!/(25 He₄(x)²)
+        const FIVE: [(f64, f64); 5] = [
+            (-2.856_970_013_872_805_7, 0.011_257_411_327_720_69),
+            (-1.355_626_179_974_265_9, 0.222_075_922_005_612_64),
+            (0.0, 0.533_333_333_333_333_3),
+            (1.355_626_179_974_265_9, 0.222_075_922_005_612_64),
+            (2.856_970_013_872_805_7, 0.011_257_411_327_720_69),
+        ];
+        match self {
+            SpotSplitting::ThreeByThree => &THREE,
+            SpotSplitting::FiveByFive => &FIVE,
+        }
+    }
+
+    /// Parses `"3x3"` or `"5x5"`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "3x3" => Ok(Self::ThreeByThree),
+            "5x5" => Ok(Self::FiveByFive),
+            other => Err(DoseError::InvalidOption {
+                what: "spot splitting",
+                value: other.to_owned(),
+                expected: "\"3x3\" or \"5x5\"",
+            }),
+        }
+    }
+}
+
+/// σ_split / σ₀: the spread of the sub-pencil offsets relative to the in-air
+/// spot size at the isocentre.
+const SPLIT_FRACTION: f64 = 0.6;
+
+/// Options of a proton dose calculation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DoseOptions {
+    /// HU → RSP curve.
+    pub hlut: Hlut,
+    /// Fraction of each pencil's laterally integrated dose that the lateral
+    /// cut-off may drop (default 0.005, i.e. 0.5 %).
+    pub lateral_cutoff_fraction: f64,
+    /// Spot splitting, or `None` for ray casting.
+    pub spot_splitting: Option<SpotSplitting>,
+    /// Include the machine's nuclear halo (default true).
+    pub include_halo: bool,
+}
+
+impl DoseOptions {
+    /// Defaults: the `matrad_default` HU curve, 0.5 % cut-off, ray casting,
+    /// halo on.
+    pub fn new() -> Result<Self> {
+        Ok(Self {
+            hlut: Hlut::default_curve()?,
+            lateral_cutoff_fraction: 0.005,
+            spot_splitting: None,
+            include_halo: true,
+        })
+    }
+
+    fn validate(&self) -> Result<()> {
+        let f = self.lateral_cutoff_fraction;
+        if !(f.is_finite() && f > 0.0 && f < 0.5) {
+            return Err(DoseError::OutOfRange {
+                field: "lateral cut-off fraction".into(),
+                value: f,
+                reason: "must be in (0, 0.5)".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// HU → RSP on every CT voxel.
+pub(crate) fn rsp_volume(ct: &CtVolume, hlut: &Hlut) -> Vec<f32> {
+    ct.data()
+        .iter()
+        .map(|hu| hlut.rsp(f64::from(*hu)) as f32)
+        .collect()
+}
+
+/// Depth-dependent beam data of one energy (and range shifter) on a uniform
+/// water-equivalent depth grid.
+#[derive(Debug)]
+struct DepthModel {
+    step_mm: f64,
+    idd: Vec<f64>,
+    mcs_sq: Vec<f64>,
+    halo: Vec<f64>,
+    halo_extra_sq: Vec<f64>,
+}
+
+const DEPTH_STEP_MM: f64 = 0.1;
+
+impl DepthModel {
+    fn new(
+        energy: &EnergyModel,
+        shifter: Option<&RangeShifter>,
+        include_halo: bool,
+        pstar: &WaterStopping,
+        highland: &HighlandParams,
+    ) -> Result<Self> {
+        let offset = shifter.map_or(0.0, |s| s.water_equivalent_thickness_mm);
+        let extent = (energy.idd.max_depth_mm() - offset).max(0.0);
+        let n = (extent / DEPTH_STEP_MM).ceil() as usize + 2;
+        // MCS in the patient starts at the energy behind the shifter
+        let range = pstar.csda_range_mm(energy.energy_mev)?;
+        let e_in = if offset > 0.0 {
+            pstar.energy_from_range_mev((range - offset).max(0.0))
+        } else {
+            energy.energy_mev
+        };
+        let mcs = if e_in > 1.0 {
+            mcs_sigma_mm(highland, pstar, e_in, DEPTH_STEP_MM, extent)?
+        } else {
+            vec![0.0; n]
+        };
+        let mut m = Self {
+            step_mm: DEPTH_STEP_MM,
+            idd: Vec::with_capacity(n),
+            mcs_sq: Vec::with_capacity(n),
+            halo: Vec::with_capacity(n),
+            halo_extra_sq: Vec::with_capacity(n),
+        };
+        for k in 0..n {
+            let w = k as f64 * DEPTH_STEP_MM + offset;
+            m.idd.push(if w <= energy.idd.max_depth_mm() {
+                energy.idd.at(w)
+            } else {
+                0.0
+            });
+            let s = mcs.get(k).or(mcs.last()).copied().unwrap_or(0.0);
+            m.mcs_sq.push(s * s);
+            let (h, e) = match (&energy.halo, include_halo) {
+                (Some(h), true) => (h.weight.at(w), h.extra_sigma_mm.at(w)),
+                _ => (0.0, 0.0),
+            };
+            m.halo.push(h);
+            m.halo_extra_sq.push(e * e);
+        }
+        Ok(m)
+    }
+
+    /// Extent in water-equivalent depth, mm.
+    fn extent_mm(&self) -> f64 {
+        (self.idd.len() - 1) as f64 * self.step_mm
+    }
+
+    /// (IDD, σ_MCS², halo fraction, halo extra σ²) at WED `w` (linear).
+    fn at(&self, w: f64) -> (f64, f64, f64, f64) {
+        let u = (w / self.step_mm).clamp(0.0, (self.idd.len() - 1) as f64 - 1e-9);
+        let i = u as usize;
+        let t = u - i as f64;
+        let l = |v: &[f64]| v[i] + t * (v[i + 1] - v[i]);
+        (
+            l(&self.idd),
+            l(&self.mcs_sq),
+            l(&self.halo),
+            l(&self.halo_extra_sq),
+        )
+    }
+}
+
+/// Highland scattering angle θ₀ (rad) of a proton of `energy_mev` crossing a
+/// range shifter, at the mean of its entrance and exit energies.
+fn shifter_theta0(
+    shifter: &RangeShifter,
+    energy_mev: f64,
+    pstar: &WaterStopping,
+    h: &HighlandParams,
+) -> Result<f64> {
+    let range = pstar.csda_range_mm(energy_mev)?;
+    let e_out =
+        pstar.energy_from_range_mev((range - shifter.water_equivalent_thickness_mm).max(0.0));
+    let pv = pv_mev(0.5 * (energy_mev + e_out));
+    let l = shifter.thickness_mm() / shifter.radiation_length_mm;
+    Ok(h.es_mev / pv * l.sqrt() * (1.0 + h.log10_coefficient * l.log10()).max(0.0))
+}
+
+/// One pencil (a spot, or a sub-pencil of a split spot), ready for the voxel
+/// loop: its ray and depth nodes.
+#[derive(Debug, Clone)]
+pub(crate) struct Pencil {
+    /// Index of the spot in the plan (dij column).
+    pub spot: usize,
+    /// Position at the isocentre plane, mm (beam frame).
+    pub x_iso: f64,
+    pub y_iso: f64,
+    /// 1/SAD_x, 1/SAD_y.
+    pub inv_sad_x: f64,
+    pub inv_sad_y: f64,
+    /// Share of the spot's protons in this pencil (1 without splitting).
+    pub share: f64,
+    /// Protons (the spot weight times the share).
+    pub weight: f64,
+    /// Δ of the first depth node, node step (mm) and nodes.
+    pub delta0: f64,
+    pub step: f64,
+    pub nodes: Vec<DepthNode>,
+    /// Largest cut-off radius over the nodes, mm.
+    pub max_radius: f64,
+}
+
+impl Pencil {
+    /// Lateral centre of the pencil's ray at depth Δ (beam frame).
+    #[inline(always)]
+    pub fn centre(&self, delta: f64) -> (f64, f64) {
+        (
+            self.x_iso * (1.0 + delta * self.inv_sad_x),
+            self.y_iso * (1.0 + delta * self.inv_sad_y),
+        )
+    }
+}
+
+/// A beam prepared for the voxel loops.
+#[derive(Debug)]
+pub(crate) struct PreparedBeam {
+    pub frame: BeamFrame,
+    pub pencils: Vec<Pencil>,
+}
+
+/// Water-equivalent depth along a ray, as (Δ, WED) breakpoints: exact
+/// piecewise-linear from the voxel chords.
+struct WedProfile {
+    deltas: Vec<f64>,
+    weds: Vec<f64>,
+}
+
+impl WedProfile {
+    fn trace(
+        ct_grid: &Grid3,
+        rsp: &[f32],
+        frame: &BeamFrame,
+        x_iso: f64,
+        y_iso: f64,
+        inv_sad: (f64, f64),
+        delta_start: f64,
+    ) -> Self {
+        let point = |d: f64| {
+            frame.from_beam(
+                x_iso * (1.0 + d * inv_sad.0),
+                y_iso * (1.0 + d * inv_sad.1),
+                d,
+            )
+        };
+        let start: Point3<f64> = point(delta_start);
+        let v: Vector3<f64> = point(delta_start + 1.0) - start;
+        let speed = v.norm(); // mm of path per mm of Δ
+        let dir = Unit::new_normalize(v);
+        let segments = trace_ray(ct_grid, &start, &dir, 1e5);
+        let mut deltas = Vec::with_capacity(segments.len() + 1);
+        let mut weds = Vec::with_capacity(segments.len() + 1);
+        let mut wed = 0.0;
+        for s in &segments {
+            if deltas.is_empty() {
+                deltas.push(delta_start + s.t_in / speed);
+                weds.push(0.0);
+            }
+            wed += f64::from(rsp[s.voxel]) * (s.t_out - s.t_in);
+            deltas.push(delta_start + s.t_out / speed);
+            weds.push(wed);
+        }
+        Self { deltas, weds }
+    }
+
+    /// WED at Δ (0 before the CT, constant after it).
+    fn at(&self, delta: f64) -> f64 {
+        if self.deltas.is_empty() || delta <= self.deltas[0] {
+            return 0.0;
+        }
+        crate::physics::table::lerp_clamped(&self.deltas, &self.weds, delta)
+    }
+}
+
+/// Prepares `beam` for dose to voxels of `dose_grid`, with WED through the
+/// CT (`rsp` on `ct_grid`). `first_spot` is the plan-wide index of the beam's
+/// first spot. `only_weighted` skips zero-weight spots (forward dose).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn prepare_beam(
+    ct_grid: &Grid3,
+    rsp: &[f32],
+    dose_grid: &Grid3,
+    machine: &ProtonMachine,
+    beam: &ProtonBeam,
+    first_spot: usize,
+    options: &DoseOptions,
+    only_weighted: bool,
+) -> Result<PreparedBeam> {
+    use rayon::prelude::*;
+    options.validate()?;
+    let pstar = WaterStopping::pstar()?;
+    let frame = beam.frame().clone();
+    let shifter = beam.range_shifter();
+    let (sad_x, sad_y) = (machine.sad_x_mm(), machine.sad_y_mm());
+    let inv_sad = (1.0 / sad_x, 1.0 / sad_y);
+    // depth models of the beam's energies
+    let mut energies: Vec<f64> = beam.spots().iter().map(|s| s.energy_mev).collect();
+    energies.sort_by(f64::total_cmp);
+    energies.dedup();
+    let models: Vec<(f64, &EnergyModel, DepthModel, f64)> = energies
+        .iter()
+        .map(|&e| {
+            let em = machine.energy(e)?;
+            let dm = DepthModel::new(em, shifter, options.include_halo, pstar, machine.highland())?;
+            let theta = match shifter {
+                Some(s) => shifter_theta0(s, em.energy_mev, pstar, machine.highland())?,
+                None => 0.0,
+            };
+            Ok((e, em, dm, theta))
+        })
+        .collect::<Result<_>>()?;
+    // Δ range of the dose grid (its corners), and where rays start: upstream
+    // of the CT and the dose grid, downstream of the virtual sources
+    let corners = |g: &Grid3| {
+        let (lo, hi) = g.centre_bounds_mm();
+        let s = g.spacing_mm() * 0.5;
+        (0..8)
+            .map(|c| {
+                Point3::new(
+                    if c & 1 == 0 { lo.x - s.x } else { hi.x + s.x },
+                    if c & 2 == 0 { lo.y - s.y } else { hi.y + s.y },
+                    if c & 4 == 0 { lo.z - s.z } else { hi.z + s.z },
+                )
+            })
+            .map(|p| frame.to_beam(&p)[2])
+            .collect::<Vec<f64>>()
+    };
+    let ct_deltas = corners(ct_grid);
+    let dose_deltas = corners(dose_grid);
+    let min_delta = ct_deltas
+        .iter()
+        .chain(&dose_deltas)
+        .copied()
+        .fold(f64::INFINITY, f64::min);
+    let max_delta = dose_deltas
+        .iter()
+        .copied()
+        .fold(f64::NEG_INFINITY, f64::max);
+    let delta_start = (min_delta - 10.0).max(-0.95 * sad_x.min(sad_y));
+    let min_spacing = {
+        let s = dose_grid.spacing_mm();
+        s.x.min(s.y).min(s.z)
+    };
+    let step = (min_spacing / 4.0).min(0.5);
+    let splitting = options.spot_splitting;
+    let pencils: Vec<Vec<Pencil>> = beam
+        .spots()
+        .par_iter()
+        .enumerate()
+        .map(|(i, spot)| -> Result<Vec<Pencil>> {
+            if only_weighted && spot.weight == 0.0 {
+                return Ok(Vec::new());
+            }
+            let (_, em, dm, theta_rs) = models
+                .iter()
+                .find(|m| m.0 == spot.energy_mev)
+                .ok_or_else(|| machine_energy_error(machine, spot.energy_mev))?;
+            let sigma0 = em.optics_x.sigma_mm.min(em.optics_y.sigma_mm);
+            let sigma_split = SPLIT_FRACTION * sigma0;
+            let subs: Vec<(f64, f64, f64)> = match splitting {
+                None => vec![(0.0, 0.0, 1.0)],
+                Some(sp) => {
+                    let rule = sp.rule();
+                    rule.iter()
+                        .flat_map(|&(a, wa)| {
+                            rule.iter()
+                                .map(move |&(b, wb)| (a * sigma_split, b * sigma_split, wa * wb))
+                        })
+                        .collect()
+                }
+            };
+            let split_var = if splitting.is_some() {
+                sigma_split * sigma_split
+            } else {
+                0.0
+            };
+            subs.into_iter()
+                .map(|(ox, oy, w)| {
+                    let (x_iso, y_iso) = (spot.x_mm + ox, spot.y_mm + oy);
+                    let profile =
+                        WedProfile::trace(ct_grid, rsp, &frame, x_iso, y_iso, inv_sad, delta_start);
+                    let mut nodes = Vec::new();
+                    let mut max_radius_sq: f64 = 0.0;
+                    let first = profile
+                        .deltas
+                        .first()
+                        .copied()
+                        .unwrap_or(max_delta)
+                        .max(min_delta);
+                    let delta0 = first;
+                    let mut k = 0usize;
+                    loop {
+                        let delta = delta0 + k as f64 * step;
+                        if delta > max_delta + step {
+                            break;
+                        }
+                        let wed = profile.at(delta);
+                        if wed > dm.extent_mm() {
+                            break;
+                        }
+                        let (idd, mcs_sq, halo, extra_sq) = dm.at(wed);
+                        let rs_sq = shifter.map_or(0.0, |s| {
+                            let d = s.isocenter_distance_mm + delta;
+                            let l = s.thickness_mm();
+                            theta_rs * theta_rs * (d * d + d * l + l * l / 3.0)
+                        });
+                        let core_x = em.optics_x.sigma_sq_at(delta) + mcs_sq + rs_sq;
+                        let core_y = em.optics_y.sigma_sq_at(delta) + mcs_sq + rs_sq;
+                        // sub-pencils carry the core minus the offsets' spread
+                        // (which diverges with the pencils)
+                        let sub = |core: f64, inv: f64| {
+                            let spread = split_var * (1.0 + delta * inv).powi(2);
+                            (core - spread).max(0.05 * core).sqrt()
+                        };
+                        let (sx, sy) = (sub(core_x, inv_sad.0), sub(core_y, inv_sad.1));
+                        let hx = (core_x + extra_sq).sqrt();
+                        let hy = (core_y + extra_sq).sqrt();
+                        let node = DepthNode::new(
+                            idd,
+                            (sx, sy),
+                            halo,
+                            (hx, hy),
+                            options.lateral_cutoff_fraction,
+                        );
+                        max_radius_sq = max_radius_sq.max(node.cutoff_sq);
+                        nodes.push(node);
+                        k += 1;
+                    }
+                    Ok(Pencil {
+                        spot: first_spot + i,
+                        x_iso,
+                        y_iso,
+                        inv_sad_x: inv_sad.0,
+                        inv_sad_y: inv_sad.1,
+                        share: w,
+                        weight: spot.weight * w,
+                        delta0,
+                        step,
+                        nodes,
+                        max_radius: max_radius_sq.sqrt(),
+                    })
+                })
+                .collect()
+        })
+        .collect::<Result<_>>()?;
+    Ok(PreparedBeam {
+        frame,
+        pencils: pencils.into_iter().flatten().collect(),
+    })
+}
+
+fn machine_energy_error(machine: &ProtonMachine, energy: f64) -> DoseError {
+    match machine.energy(energy) {
+        Err(e) => e,
+        Ok(_) => DoseError::OutOfRange {
+            field: "spot energy (MeV)".into(),
+            value: energy,
+            reason: "no depth model was prepared for it".into(),
+        },
+    }
+}
+
+/// Calls `f(linear voxel index, dose per proton)` for every voxel of
+/// `dose_grid` with z index in `k_range` that lies within `pencil`'s cut-off,
+/// in C order (z, then y, then x).
+pub(crate) fn for_each_voxel(
+    pencil: &Pencil,
+    frame: &BeamFrame,
+    dose_grid: &Grid3,
+    k_range: std::ops::Range<usize>,
+    mut f: impl FnMut(usize, f64),
+) {
+    if pencil.nodes.len() < 2 {
+        return;
+    }
+    let last_delta = pencil.delta0 + (pencil.nodes.len() - 1) as f64 * pencil.step;
+    // the pencil's axis as a segment in LPS, and a bounding cylinder radius
+    // (cut-off plus a margin for the tilt of the divergent ray)
+    let axis_point = |d: f64| {
+        let (x, y) = pencil.centre(d);
+        frame.from_beam(x, y, d)
+    };
+    let a = axis_point(pencil.delta0);
+    let b = axis_point(last_delta);
+    let u = Unit::new_normalize(b - a);
+    let radius = pencil.max_radius + 1.0;
+    let r2 = radius * radius;
+    let g = dose_grid;
+    let (o, s) = (g.origin_mm(), g.spacing_mm());
+    let [nz, ny, nx] = g.shape();
+    // index box of the segment ± radius
+    let index_range = |lo: f64, hi: f64, origin: f64, sp: f64, n: usize| {
+        let i0 = ((lo - radius - origin) / sp).floor().max(0.0) as usize;
+        let i1 = (((hi + radius - origin) / sp).ceil() + 1.0).clamp(0.0, n as f64) as usize;
+        i0..i1
+    };
+    let kr = index_range(a.z.min(b.z), a.z.max(b.z), o.z, s.z, nz);
+    let jr = index_range(a.y.min(b.y), a.y.max(b.y), o.y, s.y, ny);
+    let k_lo = kr.start.max(k_range.start);
+    let k_hi = kr.end.min(k_range.end);
+    // beam coordinates are affine in the voxel index
+    let b0 = frame.to_beam(&o);
+    let bx = frame.to_beam(&(o + Vector3::new(s.x, 0.0, 0.0)));
+    let by = frame.to_beam(&(o + Vector3::new(0.0, s.y, 0.0)));
+    let bz = frame.to_beam(&(o + Vector3::new(0.0, 0.0, s.z)));
+    let dbx = [bx[0] - b0[0], bx[1] - b0[1], bx[2] - b0[2]];
+    let dby = [by[0] - b0[0], by[1] - b0[1], by[2] - b0[2]];
+    let dbz = [bz[0] - b0[0], bz[1] - b0[1], bz[2] - b0[2]];
+    let ux = u.x * s.x;
+    let qa = s.x * s.x - ux * ux; // coefficient of i² in the distance² to the axis
+    let inv_step = 1.0 / pencil.step;
+    let n_nodes = pencil.nodes.len();
+    for k in k_lo..k_hi {
+        for j in jr.clone() {
+            // distance² from the axis of p(i) = p0 + i·(sx, 0, 0)
+            let p0 = Point3::new(o.x, o.y + j as f64 * s.y, o.z + k as f64 * s.z);
+            let w = p0 - a;
+            let wu = w.dot(&u);
+            let c = w.norm_squared() - wu * wu - r2;
+            let bq = 2.0 * (w.x * s.x - wu * ux);
+            let (i0, i1) = if qa.abs() < 1e-12 {
+                if c > 0.0 { continue } else { (0, nx) }
+            } else {
+                let disc = bq * bq - 4.0 * qa * c;
+                if disc < 0.0 {
+                    continue;
+                }
+                let sq = disc.sqrt();
+                let lo = ((-bq - sq) / (2.0 * qa)).ceil().max(0.0);
+                let hi = ((-bq + sq) / (2.0 * qa)).floor() + 1.0;
+                if hi <= lo {
+                    continue;
+                }
+                (lo as usize, (hi.min(nx as f64)) as usize)
+            };
+            let row = (k * ny + j) * nx;
+            for i in i0..i1 {
+                let fi = i as f64;
+                let (jf, kf) = (j as f64, k as f64);
+                let delta = b0[2] + fi * dbx[2] + jf * dby[2] + kf * dbz[2];
+                let t = (delta - pencil.delta0) * inv_step;
+                if t < 0.0 || t >= (n_nodes - 1) as f64 {
+                    continue;
+                }
+                let x = b0[0] + fi * dbx[0] + jf * dby[0] + kf * dbz[0];
+                let y = b0[1] + fi * dbx[1] + jf * dby[1] + kf * dbz[1];
+                let (cx, cy) = pencil.centre(delta);
+                let n = t as usize;
+                let frac = t - n as f64;
+                let (n0, n1) = (&pencil.nodes[n], &pencil.nodes[n + 1]);
+                // amplitudes (which carry the IDD) linear between nodes; widths
+                // and cut-off from the nearer node
+                let near = if frac < 0.5 { n0 } else { n1 };
+                let node = DepthNode {
+                    core_amplitude: n0.core_amplitude
+                        + frac * (n1.core_amplitude - n0.core_amplitude),
+                    halo_amplitude: n0.halo_amplitude
+                        + frac * (n1.halo_amplitude - n0.halo_amplitude),
+                    ..*near
+                };
+                let d = super::kernel::lateral_dose_per_proton(&node, x - cx, y - cy);
+                if d > 0.0 {
+                    f(row + i, d);
+                }
+            }
+        }
+    }
+}
