@@ -433,3 +433,144 @@ fn bad_input_is_a_clear_error() {
         .unwrap_err();
     assert!(err.to_string().contains("cut-off"), "{err}");
 }
+
+/// Central-axis-parallel distal 80 % depth along the line at lateral x (mm).
+fn distal_80_at_x(d: &DoseGrid, y0: f64, x_mm: f64) -> f64 {
+    let g = d.grid();
+    let k = g.nz() / 2;
+    let i = ((x_mm - g.origin_mm().x) / g.spacing_mm().x).round() as usize;
+    let profile: Vec<f64> = (0..g.ny())
+        .map(|j| f64::from(d.data()[[k, j, i]]))
+        .collect();
+    let (jmax, max) = profile
+        .iter()
+        .enumerate()
+        .fold((0, 0.0), |a, (j, v)| if *v > a.1 { (j, *v) } else { a });
+    let level = 0.8 * max;
+    for j in jmax..profile.len() - 1 {
+        if profile[j] >= level && profile[j + 1] < level {
+            let t = (profile[j] - level) / (profile[j] - profile[j + 1]);
+            return g.index_to_world([k, j, i]).y + t * g.spacing_mm().y - y0;
+        }
+    }
+    panic!("no distal fall-off at x = {x_mm}");
+}
+
+/// A bone slab covering only x < 0 (its edge parallel to the beam), with a
+/// spot whose central ray passes 1 mm beside it in water. Ray casting gives
+/// the whole spot the water depth, so protons beside the axis under the bone
+/// range out as if in water; spot splitting lets that part range out earlier,
+/// as the protons crossing the bone physically do.
+#[test]
+fn spot_splitting_resolves_an_edge_that_ray_casting_misses() {
+    let hlut = Hlut::new("test", vec![0.0, 1000.0], vec![1.0, 1.6]).unwrap();
+    let y0 = -80.0;
+    let base = water([21, 160, 61], [1.0, 1.0, 2.0], y0);
+    let g = base.grid().clone();
+    let mut data = base.data().clone();
+    for ((k, j, i), v) in data.indexed_iter_mut() {
+        let p = g.index_to_world([k, j, i]);
+        if p.x < 0.0 && (20.0..40.0).contains(&(p.y - y0)) {
+            *v = 1000.0;
+        }
+    }
+    let ct = Volume::new(g, data).unwrap();
+    let plan = one_spot_plan(120.0, 1.0, 0.0, 0.0, 0.0);
+    let run = |s| {
+        let o = DoseOptions {
+            hlut: hlut.clone(),
+            spot_splitting: s,
+            ..no_halo()
+        };
+        engine().pbs_dose(&ct, &plan, machine(), None, &o).unwrap()
+    };
+    let ray = run(None);
+    let split = run(Some(SpotSplitting::FiveByFive));
+    let water_r80 = distal_80_at_x(
+        &engine()
+            .pbs_dose(&base, &plan, machine(), None, &no_halo())
+            .unwrap(),
+        y0,
+        -4.0,
+    );
+    let (ray_bone, split_bone) = (
+        distal_80_at_x(&ray, y0, -4.0),
+        distal_80_at_x(&split, y0, -4.0),
+    );
+    let (ray_water, split_water) = (
+        distal_80_at_x(&ray, y0, 7.0),
+        distal_80_at_x(&split, y0, 7.0),
+    );
+    println!(
+        "x = -4 mm (under the bone): ray casting {ray_bone:.2}, splitting {split_bone:.2}, water {water_r80:.2}"
+    );
+    println!("x = +7 mm (water side): ray casting {ray_water:.2}, splitting {split_water:.2}");
+    // ray casting does not see the bone at all
+    assert!((ray_bone - water_r80).abs() < 0.3);
+    // splitting pulls the fall-off under the bone back towards the bone range
+    // (12 mm shallower for a fully covered beam)
+    assert!(split_bone < ray_bone - 6.0, "{split_bone} vs {ray_bone}");
+    // and leaves the water side close to water
+    assert!((split_water - ray_water).abs() < 2.0);
+}
+
+#[test]
+fn range_shifter_pulls_back_the_range_and_widens_the_spot() {
+    use isodose_core::proton::RangeShifter;
+    let y0 = -60.0;
+    let ct = water([41, 120, 41], [1.0; 3], y0);
+    let beam = |rs: Option<RangeShifter>| {
+        let spot = Spot {
+            energy_mev: 110.0,
+            x_mm: 0.0,
+            y_mm: 0.0,
+            weight: 1e9,
+        };
+        ProtonPlan::new(
+            vec![ProtonBeam::new(0.0, 0.0, [0.0; 3], vec![spot], rs).unwrap()],
+            1,
+        )
+        .unwrap()
+    };
+    let opts = no_halo();
+    let d0 = engine()
+        .pbs_dose(&ct, &beam(None), machine(), None, &opts)
+        .unwrap();
+    let rs = RangeShifter::pmma(20.0, 300.0).unwrap();
+    let d1 = engine()
+        .pbs_dose(&ct, &beam(Some(rs)), machine(), None, &opts)
+        .unwrap();
+    let (r0, r1) = (distal_80(&d0, y0), distal_80(&d1, y0));
+    println!("R80 without {r0:.2} mm, with a 20 mm WET shifter {r1:.2} mm");
+    assert!((r0 - r1 - 20.0).abs() <= 0.3, "pull-back {}", r0 - r1);
+    // lateral second moment at 10 mm depth: σ² grows by the shifter's
+    // scattering projected over its distance to the point
+    let sigma_sq = |d: &DoseGrid| {
+        let j = 10;
+        let k = d.grid().nz() / 2;
+        let (mut m0, mut m2) = (0.0, 0.0);
+        for i in 0..d.grid().nx() {
+            let x = d.grid().index_to_world([k, j, i]).x;
+            let v = f64::from(d.data()[[k, j, i]]);
+            m0 += v;
+            m2 += v * x * x;
+        }
+        m2 / m0
+    };
+    let grown = sigma_sq(&d1) - sigma_sq(&d0);
+    // Highland, written out here: θ₀ = 14.1/pv √(L/X₀)(1 + log10(L/X₀)/9),
+    // L = 20/1.165 mm of PMMA (X₀ = 405.5 mm), pv at ~105 MeV; lever arm
+    // d = 300 − 49.5 (the point is 49.5 mm upstream of the isocentre)
+    let l: f64 = 20.0 / 1.165;
+    let x0 = 405.5;
+    let e: f64 = 105.0;
+    let pv = e * (e + 2.0 * 938.272) / (e + 938.272);
+    let theta = 14.1 / pv * (l / x0).sqrt() * (1.0 + (l / x0).log10() / 9.0);
+    let d = 300.0 - 49.5;
+    let expected = theta * theta * (d * d + d * l + l * l / 3.0);
+    println!("sigma^2 grows by {grown:.3} mm^2, Highland projection {expected:.3} mm^2");
+    assert!(
+        (grown - expected).abs() / expected < 0.15,
+        "{grown} vs {expected}"
+    );
+}
