@@ -191,3 +191,59 @@ mod tests {
         assert!(seeds.iter().all(|p| in_prostate(&Point3::from(*p))));
     }
 }
+
+/// The proton reference field case (benchmarks, demo): a water phantom of
+/// 81 (x) × 150 (y) × 81 (z) voxels at 2 mm (HU 0), its anterior surface at
+/// y = 0; one beam at gantry 0 entering along +y; a 50 mm cube target centred
+/// at 101 mm depth on the beam axis (the isocentre); spots on a 5 mm grid over
+/// the target plus a 5 mm margin; energy layers of the `machine` whose R80
+/// are about 3 mm apart from 3 mm before the target to 3 mm beyond it; each
+/// spot 1e8 protons.
+pub mod reference_field {
+    use crate::error::Result;
+    use crate::grid::{CtVolume, Grid3, Volume};
+    use crate::proton::{ProtonBeam, ProtonMachine, ProtonPlan, Spot};
+
+    /// Depth of the target centre, mm.
+    pub const TARGET_DEPTH_MM: f64 = 101.0;
+    /// Edge of the cubic target, mm.
+    pub const TARGET_SIZE_MM: f64 = 50.0;
+
+    /// The water phantom.
+    pub fn phantom() -> Result<CtVolume> {
+        // voxel centres x, z in −80..80 mm; y in 1..299 mm
+        let grid = Grid3::new([81, 150, 81], [2.0; 3], [-80.0, 1.0, -80.0])?;
+        Ok(Volume::filled(grid, 0.0f32))
+    }
+
+    /// The plan on `machine`.
+    pub fn plan(machine: &ProtonMachine) -> Result<ProtonPlan> {
+        let half = TARGET_SIZE_MM / 2.0;
+        let (near, far) = (TARGET_DEPTH_MM - half - 3.0, TARGET_DEPTH_MM + half + 3.0);
+        let mut energies: Vec<f64> = Vec::new();
+        let mut depth = far;
+        while depth >= near - 1e-9 {
+            let e = machine.energy_for_r80(depth).energy_mev;
+            if !energies.contains(&e) {
+                energies.push(e);
+            }
+            depth -= 3.0;
+        }
+        let lateral: Vec<f64> = (-6..=6).map(|i| 5.0 * f64::from(i)).collect();
+        let mut spots = Vec::new();
+        for e in &energies {
+            for y in &lateral {
+                for x in &lateral {
+                    spots.push(Spot {
+                        energy_mev: *e,
+                        x_mm: *x,
+                        y_mm: *y,
+                        weight: 1e8,
+                    });
+                }
+            }
+        }
+        let beam = ProtonBeam::new(0.0, 0.0, [0.0, TARGET_DEPTH_MM, 0.0], spots, None)?;
+        ProtonPlan::new(vec![beam], 1)
+    }
+}

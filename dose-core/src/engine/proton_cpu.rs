@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use crate::error::{DoseError, Result};
 use crate::grid::{DoseGrid, Grid3, Volume};
 use crate::proton::Dij;
-use crate::proton::prepare::{PreparedBeam, for_each_voxel};
+use crate::proton::prepare::{PreparedBeam, count_voxels, for_each_voxel};
 
 /// Forward dose (Gy) of the prepared beams on `grid`.
 pub(super) fn pbs_dose(beams: &[PreparedBeam], grid: &Grid3) -> Result<DoseGrid> {
@@ -75,15 +75,7 @@ pub(super) fn pbs_dij(
         .map(|pencils| {
             if pencils.len() == 1 {
                 let (b, i) = pencils[0];
-                let mut n = 0usize;
-                for_each_voxel(
-                    &beams[b].pencils[i],
-                    &beams[b].frame,
-                    grid,
-                    all_k.clone(),
-                    |_, _| n += 1,
-                );
-                n
+                count_voxels(&beams[b].pencils[i], &beams[b].frame, grid, all_k.clone())
             } else {
                 column(beams, grid, pencils).0.len()
             }

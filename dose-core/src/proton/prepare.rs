@@ -515,6 +515,29 @@ pub(crate) fn for_each_voxel(
     frame: &BeamFrame,
     dose_grid: &Grid3,
     k_range: std::ops::Range<usize>,
+    f: impl FnMut(usize, f64),
+) {
+    visit::<true>(pencil, frame, dose_grid, k_range, f);
+}
+
+/// The number of voxels [`for_each_voxel`] visits, without evaluating the
+/// dose (the same traversal and cut-off test, so the counts match exactly).
+pub(crate) fn count_voxels(
+    pencil: &Pencil,
+    frame: &BeamFrame,
+    dose_grid: &Grid3,
+    k_range: std::ops::Range<usize>,
+) -> usize {
+    let mut n = 0;
+    visit::<false>(pencil, frame, dose_grid, k_range, |_, _| n += 1);
+    n
+}
+
+fn visit<const EVAL: bool>(
+    pencil: &Pencil,
+    frame: &BeamFrame,
+    dose_grid: &Grid3,
+    k_range: std::ops::Range<usize>,
     mut f: impl FnMut(usize, f64),
 ) {
     if pencil.nodes.len() < 2 {
@@ -598,16 +621,24 @@ pub(crate) fn for_each_voxel(
                 // amplitudes (which carry the IDD) linear between nodes; widths
                 // and cut-off from the nearer node
                 let near = if frac < 0.5 { n0 } else { n1 };
-                let node = DepthNode {
-                    core_amplitude: n0.core_amplitude
-                        + frac * (n1.core_amplitude - n0.core_amplitude),
-                    halo_amplitude: n0.halo_amplitude
-                        + frac * (n1.halo_amplitude - n0.halo_amplitude),
-                    ..*near
-                };
-                let d = super::kernel::lateral_dose_per_proton(&node, x - cx, y - cy);
-                if d > 0.0 {
-                    f(row + i, d);
+                let (dx, dy) = (x - cx, y - cy);
+                if dx * dx + dy * dy > near.cutoff_sq {
+                    continue;
+                }
+                if EVAL {
+                    let node = DepthNode {
+                        core_amplitude: n0.core_amplitude
+                            + frac * (n1.core_amplitude - n0.core_amplitude),
+                        halo_amplitude: n0.halo_amplitude
+                            + frac * (n1.halo_amplitude - n0.halo_amplitude),
+                        ..*near
+                    };
+                    f(
+                        row + i,
+                        super::kernel::lateral_dose_per_proton(&node, dx, dy),
+                    );
+                } else {
+                    f(row + i, 0.0);
                 }
             }
         }
