@@ -16,7 +16,7 @@ fn main() -> Result<(), isodose::DoseError> {
     let ct = reference_field::phantom()?;
     let plan = reference_field::plan(&machine)?;
     let engine = Engine::new(BackendChoice::Cpu)?;
-    let halo = std::env::args().nth(2).map_or(true, |h| h != "nohalo");
+    let halo = std::env::args().nth(2).is_none_or(|h| h != "nohalo");
     let options = DoseOptions {
         include_halo: halo,
         ..DoseOptions::new()?

@@ -127,6 +127,8 @@ pub fn run(out_dir: &Path, backend: BackendChoice) -> Result<(), Box<dyn Error>>
         &seeds_xy,
         PRESCRIPTION_GY,
         ((-45.0, 45.0), (-40.0, 50.0)),
+        &plot::BRACHY_LEVELS,
+        2.0,
     )?;
     let dvh_png = out_dir.join("brachy_dvh.png");
     plot::dvh_png(
@@ -138,5 +140,6 @@ pub fn run(out_dir: &Path, backend: BackendChoice) -> Result<(), Box<dyn Error>>
     writeln!(report)?;
     writeln!(report, "  wrote {}", slice_png.display())?;
     writeln!(report, "  wrote {}", dvh_png.display())?;
+    crate::demo_proton::run(out_dir, &engine, &phantom, &mut report)?;
     crate::print_stdout(&report)
 }

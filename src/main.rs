@@ -1,6 +1,7 @@
 //! The `isodose` command-line tool.
 
 mod demo;
+mod demo_proton;
 mod plot;
 
 use std::fmt::Write as _;

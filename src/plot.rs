@@ -18,6 +18,8 @@ type PlotResult = Result<(), Box<dyn Error>>;
 type Polyline = Vec<(f64, f64)>;
 /// A DVH curve: structure name, RGB colour, (dose Gy, volume %) points.
 pub type DvhCurve = (String, [u8; 3], Vec<(f64, f64)>);
+/// A depth-dose curve: label, colour, (depth mm, dose %) points.
+pub type DepthCurve = (String, RGBColor, Vec<(f64, f64)>);
 
 static FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
 
@@ -73,9 +75,29 @@ fn iso_lines(
         .collect())
 }
 
-/// An axial slice of `dose` (Gy) at index `k`: colour wash above 20 % of the
-/// prescription, isodose lines at 50/100/150/200 %, structure outlines, seeds
-/// within half a slice as dots. `view_mm` = ((xmin, xmax), (ymin, ymax)).
+/// Isodose lines: (fraction of the prescription, colour, label).
+pub type IsodoseLevels<'a> = &'a [(f64, RGBColor, &'a str)];
+
+/// Isodose levels of a brachytherapy implant (50/100/150/200 %).
+pub const BRACHY_LEVELS: [(f64, RGBColor, &str); 4] = [
+    (0.5, RGBColor(0, 90, 255), "50 %"),
+    (1.0, RGBColor(230, 0, 0), "100 %"),
+    (1.5, RGBColor(255, 140, 0), "150 %"),
+    (2.0, RGBColor(90, 0, 90), "200 %"),
+];
+
+/// Isodose levels of an external-beam plan (30/50/90/95/105 %).
+pub const EXTERNAL_LEVELS: [(f64, RGBColor, &str); 5] = [
+    (0.3, RGBColor(0, 90, 255), "30 %"),
+    (0.5, RGBColor(0, 170, 170), "50 %"),
+    (0.9, RGBColor(255, 140, 0), "90 %"),
+    (0.95, RGBColor(230, 0, 0), "95 %"),
+    (1.05, RGBColor(90, 0, 90), "105 %"),
+];
+
+/// An axial slice of `dose` (Gy) at index `k`: colour wash from 20 % of the
+/// prescription to `wash_max` × prescription, isodose `levels`, structure
+/// outlines, seeds (if any) as dots. `view_mm` = ((xmin, xmax), (ymin, ymax)).
 #[allow(clippy::too_many_arguments)]
 pub fn axial_dose_png(
     path: &Path,
@@ -86,6 +108,8 @@ pub fn axial_dose_png(
     seeds_xy_mm: &[(f64, f64)],
     prescription_gy: f64,
     view_mm: ((f64, f64), (f64, f64)),
+    levels: IsodoseLevels<'_>,
+    wash_max: f64,
 ) -> PlotResult {
     let g = dose.grid();
     let (nx, ny) = (g.nx(), g.ny());
@@ -116,7 +140,7 @@ pub fn axial_dose_png(
         let (x, y) = (o.x + i as f64 * s.x, o.y + j as f64 * s.y);
         let rel = f64::from(*v) / prescription_gy;
         if rel >= 0.2 && inside(x, y) {
-            let c = wash(rel / 2.0);
+            let c = wash(rel / wash_max);
             let (hx, hy) = (0.5 * s.x, 0.5 * s.y);
             cells.push(Rectangle::new(
                 [(x - hx, y - hy), (x + hx, y + hy)],
@@ -127,13 +151,7 @@ pub fn axial_dose_png(
     chart.draw_series(cells)?;
 
     let values: Vec<f64> = slice.iter().map(|v| f64::from(*v)).collect();
-    let isodoses = [
-        (0.5, RGBColor(0, 90, 255), "50 %"),
-        (1.0, RGBColor(230, 0, 0), "100 %"),
-        (1.5, RGBColor(255, 140, 0), "150 %"),
-        (2.0, RGBColor(90, 0, 90), "200 %"),
-    ];
-    for (f, color, label) in isodoses {
+    for &(f, color, label) in levels {
         let level = f * prescription_gy;
         let lines = iso_lines(&values, (nx, ny), level, (o.x, o.y), (s.x, s.y))?;
         let style = ShapeStyle::from(&color).stroke_width(2);
@@ -166,15 +184,17 @@ pub fn axial_dose_png(
             }
         }
     }
-    chart
-        .draw_series(
-            seeds_xy_mm
-                .iter()
-                .filter(|(x, y)| inside(*x, *y))
-                .map(|&(x, y)| Circle::new((x, y), 3, BLACK.filled())),
-        )?
-        .label("seeds in slice")
-        .legend(|(x, y)| Circle::new((x + 9, y), 3, BLACK.filled()));
+    if !seeds_xy_mm.is_empty() {
+        chart
+            .draw_series(
+                seeds_xy_mm
+                    .iter()
+                    .filter(|(x, y)| inside(*x, *y))
+                    .map(|&(x, y)| Circle::new((x, y), 3, BLACK.filled())),
+            )?
+            .label("seeds in slice")
+            .legend(|(x, y)| Circle::new((x + 9, y), 3, BLACK.filled()));
+    }
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::LowerLeft)
@@ -190,18 +210,19 @@ pub fn axial_dose_png(
         .margin_right(60)
         .caption("dose (% Rx)", ("sans-serif", 14))
         .y_label_area_size(45)
-        .build_cartesian_2d(0.0..1.0, 20.0..200.0)?;
+        .build_cartesian_2d(0.0..1.0, 20.0..100.0 * wash_max)?;
     let mut bar = bar;
     bar.configure_mesh()
         .disable_mesh()
         .disable_x_axis()
         .label_style(("sans-serif", 13))
         .draw()?;
-    bar.draw_series((20..200).map(|p| {
+    let top = (100.0 * wash_max).round() as i32;
+    bar.draw_series((20..top).map(|p| {
         let p = f64::from(p);
         Rectangle::new(
             [(0.0, p), (1.0, p + 1.0)],
-            wash(p / 200.0).mix(0.55).filled(),
+            wash(p / (100.0 * wash_max)).mix(0.55).filled(),
         )
     }))?;
     root.present()?;
@@ -243,6 +264,70 @@ pub fn dvh_png(path: &Path, title: &str, curves: &[DvhCurve], prescription_gy: f
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// A depth-dose plot: curves of (depth mm, dose in % of the first curve's
+/// maximum or as given), with an optional shaded depth interval (the target).
+pub fn depth_dose_png(
+    path: &Path,
+    title: &str,
+    curves: &[DepthCurve],
+    y_label: &str,
+    shaded_mm: Option<(f64, f64)>,
+) -> PlotResult {
+    let max_x = curves
+        .iter()
+        .flat_map(|c| c.2.iter().map(|p| p.0))
+        .fold(10.0, f64::max);
+    let max_y = curves
+        .iter()
+        .flat_map(|c| c.2.iter().map(|p| p.1))
+        .fold(1.0, f64::max)
+        * 1.1;
+    let root = BitMapBackend::new(path, (900, 600)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..max_x, 0.0..max_y)?;
+    chart
+        .configure_mesh()
+        .x_desc("depth (mm)")
+        .y_desc(y_label)
+        .label_style(("sans-serif", 14))
+        .draw()?;
+    if let Some((a, b)) = shaded_mm {
+        chart
+            .draw_series([Rectangle::new(
+                [(a, 0.0), (b, max_y)],
+                RGBColor(0, 150, 0).mix(0.12).filled(),
+            )])?
+            .label("target")
+            .legend(|(x, y)| {
+                Rectangle::new(
+                    [(x, y - 5), (x + 18, y + 5)],
+                    RGBColor(0, 150, 0).mix(0.3).filled(),
+                )
+            });
+    }
+    for (name, color, pts) in curves {
+        let style = ShapeStyle::from(color).stroke_width(2);
+        chart
+            .draw_series(LineSeries::new(pts.iter().copied(), style))?
+            .label(name.clone())
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], style));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .label_font(("sans-serif", 14))

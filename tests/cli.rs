@@ -59,6 +59,23 @@ fn demo_prints_a_plausible_plan_and_writes_figures() {
     assert!(v100 >= 90.0, "V100 {v100}");
     assert_eq!(png_size(&out.join("brachy_axial.png")), (900, 860));
     assert_eq!(png_size(&out.join("brachy_dvh.png")), (900, 600));
+    // the proton part: the second Prostate row holds cc, D98, D95, D50, D2,
+    // mean (Gy) for a 2 Gy prescription
+    let proton: Vec<f64> = stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with("Prostate"))
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert!(stdout.contains("2 lateral opposed fields"), "{stdout}");
+    let (d95, d50) = (proton[2], proton[3]);
+    assert!((1.9..2.3).contains(&d95), "proton D95 {d95} Gy");
+    assert!((1.9..2.4).contains(&d50), "proton D50 {d50} Gy");
+    assert_eq!(png_size(&out.join("proton_axial.png")), (900, 860));
+    assert_eq!(png_size(&out.join("proton_depth_dose.png")), (900, 600));
     std::fs::remove_dir_all(&out).ok();
 }
 

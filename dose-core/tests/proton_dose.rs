@@ -1,7 +1,7 @@
 //! Proton pencil-beam dose on phantoms: energy conservation, heterogeneity
 //! shifts, beam geometry, linearity, dij consistency and bad input.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use isodose_core::physics::hlut::Hlut;
 use isodose_core::proton::{
@@ -233,7 +233,8 @@ fn gantry_and_couch_rotations_rotate_the_dose() {
     let max = d0.data().iter().fold(0.0f32, |a, v| a.max(*v));
     let c = (n - 1) / 2;
     // index maps (k, j, i) → rotated index, for a grid symmetric about 0
-    let cases: [(f64, f64, fn(i64, i64, i64) -> (i64, i64, i64)); 4] = [
+    type Rotation = fn(i64, i64, i64) -> (i64, i64, i64);
+    let cases: [(f64, f64, Rotation); 4] = [
         // gantry 90: beam +y → −x; (x, y, z) → (−y, x, z)
         (90.0, 0.0, |x, y, z| (-y, x, z)),
         // gantry 180: (x, y, z) → (−x, −y, z)
