@@ -64,9 +64,11 @@ proptest! {
     }
 
     /// Far from the seed, G_L → 1/r²: Ḋ·r² / (g_L(r)·F(r, θ)) is the same at
-    /// every distance and angle (to O(L²/r²)).
+    /// every distance and angle, to O(L²/r²): r²·G_L lies between 1 and
+    /// r²/(r² − L²/4) (its value on the axis), so the relative spread is below
+    /// L²/(4r²) + the same at the 60 mm reference, about 0.2 % here.
     #[test]
-    fn inverse_square_trend_far_from_the_seed(r in 30.0f64..150.0, theta in 1.0f64..179.0) {
+    fn inverse_square_trend_far_from_the_seed(r in 30.0f64..150.0, theta in 0.0f64..180.0) {
         let m = model("Amersham6711");
         let reduced = |r: f64, t: f64| {
             dose_rate_per_u(&m, Formalism::Line, r, t).unwrap() * r * r
@@ -74,7 +76,9 @@ proptest! {
         };
         let a = reduced(r, theta);
         let b = reduced(60.0, 90.0);
-        prop_assert!((a - b).abs() / b < 2e-3, "{} vs {}", a, b);
+        let quarter_l2 = 0.25 * m.active_length_mm().powi(2);
+        let bound = quarter_l2 / (r * r - quarter_l2) + quarter_l2 / (3600.0 - quarter_l2);
+        prop_assert!((a - b).abs() / b <= bound, "{} vs {} (bound {})", a, b, bound);
     }
 
     /// Dose is linear in S_K, and seeds superpose.
