@@ -45,6 +45,11 @@ pub(super) fn pbs_dose(beams: &[PreparedBeam], grid: &Grid3) -> Result<DoseGrid>
 
 /// The dij of the prepared beams on `grid`, `n_spots` columns. Refuses (before
 /// allocating the matrix) when it would need more than `max_bytes`.
+///
+/// Two passes over the same traversal: an exact count of each column's
+/// entries (no dose evaluation), then the matrix is allocated once at its
+/// final size and every column is filled in parallel straight into its own
+/// slice: no per-spot temporaries, no second copy.
 pub(super) fn pbs_dij(
     beams: &[PreparedBeam],
     grid: &Grid3,
@@ -69,16 +74,16 @@ pub(super) fn pbs_dij(
         }
     }
     let all_k = 0..grid.nz();
-    // pass 1: count entries per column (the same traversal, no storage)
     let counts: Vec<usize> = by_spot
         .par_iter()
-        .map(|pencils| {
-            if pencils.len() == 1 {
-                let (b, i) = pencils[0];
-                count_voxels(&beams[b].pencils[i], &beams[b].frame, grid, all_k.clone())
-            } else {
-                column(beams, grid, pencils).0.len()
-            }
+        .map(|pencils| match pencils.as_slice() {
+            [(b, i)] => count_voxels(
+                &beams[*b].pencils[*i],
+                &beams[*b].frame,
+                grid,
+                all_k.clone(),
+            ),
+            _ => column(beams, grid, pencils).0.len(),
         })
         .collect();
     let nnz: usize = counts.iter().sum();
@@ -101,7 +106,6 @@ pub(super) fn pbs_dij(
     }
     let mut rows = vec![0u32; nnz];
     let mut values = vec![0f32; nnz];
-    // pass 2: fill each column's slice in parallel
     let mut slices = Vec::with_capacity(n_spots);
     let (mut r_rest, mut v_rest) = (&mut rows[..], &mut values[..]);
     for c in &counts {
@@ -114,23 +118,24 @@ pub(super) fn pbs_dij(
     slices
         .into_par_iter()
         .zip(by_spot.par_iter())
-        .for_each(|((r, v), pencils)| {
-            if pencils.len() == 1 {
-                let (b, i) = pencils[0];
+        .for_each(|((r, v), pencils)| match pencils.as_slice() {
+            [(b, i)] => {
+                let p = &beams[*b].pencils[*i];
                 let mut n = 0usize;
-                let p = &beams[b].pencils[i];
-                for_each_voxel(p, &beams[b].frame, grid, all_k.clone(), |idx, d| {
-                    if n < r.len() {
-                        r[n] = idx as u32;
-                        v[n] = (p.share * d) as f32;
+                for_each_voxel(p, &beams[*b].frame, grid, all_k.clone(), |idx, d| {
+                    // the count pass visited exactly these voxels
+                    if let (Some(rn), Some(vn)) = (r.get_mut(n), v.get_mut(n)) {
+                        *rn = idx as u32;
+                        *vn = (p.share * d) as f32;
                     }
                     n += 1;
                 });
-            } else {
+            }
+            _ => {
                 let (idx, val) = column(beams, grid, pencils);
-                for (k, (i, d)) in idx.iter().zip(&val).enumerate().take(r.len()) {
-                    r[k] = *i as u32;
-                    v[k] = *d as f32;
+                for ((rn, vn), (i, d)) in r.iter_mut().zip(v.iter_mut()).zip(idx.iter().zip(&val)) {
+                    *rn = *i as u32;
+                    *vn = *d as f32;
                 }
             }
         });

@@ -533,19 +533,20 @@ pub(crate) fn count_voxels(
     n
 }
 
-fn visit<const EVAL: bool>(
+/// The rows of `dose_grid` (z index k in `k_range`, y index j) that the
+/// pencil's bounding cylinder crosses, with the x-index interval inside it:
+/// `f(k, j, i0, i1)`.
+fn rows(
     pencil: &Pencil,
     frame: &BeamFrame,
     dose_grid: &Grid3,
     k_range: std::ops::Range<usize>,
-    mut f: impl FnMut(usize, f64),
+    mut f: impl FnMut(usize, usize, usize, usize),
 ) {
     if pencil.nodes.len() < 2 {
         return;
     }
     let last_delta = pencil.delta0 + (pencil.nodes.len() - 1) as f64 * pencil.step;
-    // the pencil's axis as a segment in LPS, and a bounding cylinder radius
-    // (cut-off plus a margin for the tilt of the divergent ray)
     let axis_point = |d: f64| {
         let (x, y) = pencil.centre(d);
         frame.from_beam(x, y, d)
@@ -553,12 +554,12 @@ fn visit<const EVAL: bool>(
     let a = axis_point(pencil.delta0);
     let b = axis_point(last_delta);
     let u = Unit::new_normalize(b - a);
+    // cut-off plus a margin for the tilt of the divergent ray
     let radius = pencil.max_radius + 1.0;
     let r2 = radius * radius;
     let g = dose_grid;
     let (o, s) = (g.origin_mm(), g.spacing_mm());
     let [nz, ny, nx] = g.shape();
-    // index box of the segment ± radius
     let index_range = |lo: f64, hi: f64, origin: f64, sp: f64, n: usize| {
         let i0 = ((lo - radius - origin) / sp).floor().max(0.0) as usize;
         let i1 = (((hi + radius - origin) / sp).ceil() + 1.0).clamp(0.0, n as f64) as usize;
@@ -566,23 +567,11 @@ fn visit<const EVAL: bool>(
     };
     let kr = index_range(a.z.min(b.z), a.z.max(b.z), o.z, s.z, nz);
     let jr = index_range(a.y.min(b.y), a.y.max(b.y), o.y, s.y, ny);
-    let k_lo = kr.start.max(k_range.start);
-    let k_hi = kr.end.min(k_range.end);
-    // beam coordinates are affine in the voxel index
-    let b0 = frame.to_beam(&o);
-    let bx = frame.to_beam(&(o + Vector3::new(s.x, 0.0, 0.0)));
-    let by = frame.to_beam(&(o + Vector3::new(0.0, s.y, 0.0)));
-    let bz = frame.to_beam(&(o + Vector3::new(0.0, 0.0, s.z)));
-    let dbx = [bx[0] - b0[0], bx[1] - b0[1], bx[2] - b0[2]];
-    let dby = [by[0] - b0[0], by[1] - b0[1], by[2] - b0[2]];
-    let dbz = [bz[0] - b0[0], bz[1] - b0[1], bz[2] - b0[2]];
     let ux = u.x * s.x;
-    let qa = s.x * s.x - ux * ux; // coefficient of i² in the distance² to the axis
-    let inv_step = 1.0 / pencil.step;
-    let n_nodes = pencil.nodes.len();
-    for k in k_lo..k_hi {
+    // distance² from the axis of p(i) = p0 + i·(sx, 0, 0) is qa i² + bq i + c
+    let qa = s.x * s.x - ux * ux;
+    for k in kr.start.max(k_range.start)..kr.end.min(k_range.end) {
         for j in jr.clone() {
-            // distance² from the axis of p(i) = p0 + i·(sx, 0, 0)
             let p0 = Point3::new(o.x, o.y + j as f64 * s.y, o.z + k as f64 * s.z);
             let w = p0 - a;
             let wu = w.dot(&u);
@@ -603,36 +592,81 @@ fn visit<const EVAL: bool>(
                 }
                 (lo as usize, (hi.min(nx as f64)) as usize)
             };
-            let row = (k * ny + j) * nx;
-            for i in i0..i1 {
+            if i1 > i0 {
+                f(k, j, i0, i1);
+            }
+        }
+    }
+}
+
+fn visit<const EVAL: bool>(
+    pencil: &Pencil,
+    frame: &BeamFrame,
+    dose_grid: &Grid3,
+    k_range: std::ops::Range<usize>,
+    mut f: impl FnMut(usize, f64),
+) {
+    if pencil.nodes.len() < 2 {
+        return;
+    }
+    let g = dose_grid;
+    let (o, s) = (g.origin_mm(), g.spacing_mm());
+    let [_, ny, nx] = g.shape();
+    // beam coordinates are affine in the voxel index
+    let b0 = frame.to_beam(&o);
+    let bx = frame.to_beam(&(o + Vector3::new(s.x, 0.0, 0.0)));
+    let by = frame.to_beam(&(o + Vector3::new(0.0, s.y, 0.0)));
+    let bz = frame.to_beam(&(o + Vector3::new(0.0, 0.0, s.z)));
+    let dbx = [bx[0] - b0[0], bx[1] - b0[1], bx[2] - b0[2]];
+    let dby = [by[0] - b0[0], by[1] - b0[1], by[2] - b0[2]];
+    let dbz = [bz[0] - b0[0], bz[1] - b0[1], bz[2] - b0[2]];
+    let inv_step = 1.0 / pencil.step;
+    let last = (pencil.nodes.len() - 1) as f64;
+    rows(pencil, frame, dose_grid, k_range, |k, j, i0, i1| {
+        let (jf, kf) = (j as f64, k as f64);
+        let row_b = [
+            b0[0] + jf * dby[0] + kf * dbz[0],
+            b0[1] + jf * dby[1] + kf * dbz[1],
+            b0[2] + jf * dby[2] + kf * dbz[2],
+        ];
+        let row = (k * ny + j) * nx;
+        if dbx[2].abs() < 1e-12 {
+            // the row is perpendicular to the beam: one depth node for the
+            // whole row, and the cut-off is an exact interval of i
+            let delta = row_b[2];
+            let t = (delta - pencil.delta0) * inv_step;
+            if !(0.0..last).contains(&t) {
+                return;
+            }
+            let n = t as usize;
+            let frac = t - n as f64;
+            let (n0, n1) = (&pencil.nodes[n], &pencil.nodes[n + 1]);
+            let near = if frac < 0.5 { n0 } else { n1 };
+            let node = DepthNode {
+                core_amplitude: n0.core_amplitude + frac * (n1.core_amplitude - n0.core_amplitude),
+                halo_amplitude: n0.halo_amplitude + frac * (n1.halo_amplitude - n0.halo_amplitude),
+                ..*near
+            };
+            let (cx, cy) = pencil.centre(delta);
+            // dx = p + i q, dy = u + i v
+            let (p, q, u, v) = (row_b[0] - cx, dbx[0], row_b[1] - cy, dbx[1]);
+            let qa = q * q + v * v;
+            let qb = 2.0 * (p * q + u * v);
+            let qc = p * p + u * u - node.cutoff_sq;
+            let disc = qb * qb - 4.0 * qa * qc;
+            if qa <= 0.0 || disc < 0.0 {
+                return;
+            }
+            let sq = disc.sqrt();
+            let lo = ((-qb - sq) / (2.0 * qa) - 1.0).max(i0 as f64) as usize;
+            let hi = (((-qb + sq) / (2.0 * qa) + 2.0).max(0.0) as usize).min(i1);
+            for i in lo..hi {
                 let fi = i as f64;
-                let (jf, kf) = (j as f64, k as f64);
-                let delta = b0[2] + fi * dbx[2] + jf * dby[2] + kf * dbz[2];
-                let t = (delta - pencil.delta0) * inv_step;
-                if t < 0.0 || t >= (n_nodes - 1) as f64 {
-                    continue;
-                }
-                let x = b0[0] + fi * dbx[0] + jf * dby[0] + kf * dbz[0];
-                let y = b0[1] + fi * dbx[1] + jf * dby[1] + kf * dbz[1];
-                let (cx, cy) = pencil.centre(delta);
-                let n = t as usize;
-                let frac = t - n as f64;
-                let (n0, n1) = (&pencil.nodes[n], &pencil.nodes[n + 1]);
-                // amplitudes (which carry the IDD) linear between nodes; widths
-                // and cut-off from the nearer node
-                let near = if frac < 0.5 { n0 } else { n1 };
-                let (dx, dy) = (x - cx, y - cy);
-                if dx * dx + dy * dy > near.cutoff_sq {
+                let (dx, dy) = (p + fi * q, u + fi * v);
+                if dx * dx + dy * dy > node.cutoff_sq {
                     continue;
                 }
                 if EVAL {
-                    let node = DepthNode {
-                        core_amplitude: n0.core_amplitude
-                            + frac * (n1.core_amplitude - n0.core_amplitude),
-                        halo_amplitude: n0.halo_amplitude
-                            + frac * (n1.halo_amplitude - n0.halo_amplitude),
-                        ..*near
-                    };
                     f(
                         row + i,
                         super::kernel::lateral_dose_per_proton(&node, dx, dy),
@@ -641,6 +675,43 @@ fn visit<const EVAL: bool>(
                     f(row + i, 0.0);
                 }
             }
+            return;
         }
-    }
+        for i in i0..i1 {
+            let fi = i as f64;
+            let delta = row_b[2] + fi * dbx[2];
+            let t = (delta - pencil.delta0) * inv_step;
+            if !(0.0..last).contains(&t) {
+                continue;
+            }
+            let x = row_b[0] + fi * dbx[0];
+            let y = row_b[1] + fi * dbx[1];
+            let (cx, cy) = pencil.centre(delta);
+            let n = t as usize;
+            let frac = t - n as f64;
+            let (n0, n1) = (&pencil.nodes[n], &pencil.nodes[n + 1]);
+            // amplitudes (which carry the IDD) linear between nodes; widths
+            // and cut-off from the nearer node
+            let near = if frac < 0.5 { n0 } else { n1 };
+            let (dx, dy) = (x - cx, y - cy);
+            if dx * dx + dy * dy > near.cutoff_sq {
+                continue;
+            }
+            if EVAL {
+                let node = DepthNode {
+                    core_amplitude: n0.core_amplitude
+                        + frac * (n1.core_amplitude - n0.core_amplitude),
+                    halo_amplitude: n0.halo_amplitude
+                        + frac * (n1.halo_amplitude - n0.halo_amplitude),
+                    ..*near
+                };
+                f(
+                    row + i,
+                    super::kernel::lateral_dose_per_proton(&node, dx, dy),
+                );
+            } else {
+                f(row + i, 0.0);
+            }
+        }
+    });
 }
