@@ -1,24 +1,642 @@
 //! Python bindings of isodose: the private native module `isodose._isodose`.
 //!
 //! The public module is the small Python package in `py_src/isodose`, which
-//! re-exports what is defined here. The bindings are thin: no physics lives in
-//! this crate. They grow with the Python issue.
+//! normalises inputs (any real dtype, any memory order, broadcasting) with
+//! NumPy once and re-exports what is defined here. The bindings are thin: no
+//! physics lives in this crate; every computation releases the GIL.
 
+mod arrays;
+mod errors;
+
+use std::sync::Arc;
+
+use isodose_core::physics::hlut::Hlut;
+use isodose_core::proton::{
+    DoseOptions, ProtonBeam, ProtonMachine, ProtonPlan, RangeShifter, Spot, SpotSplitting,
+};
+use isodose_core::tg43::{Formalism, Implant, Seed, SeedCatalogue, Technique, dose_rate_per_u};
+use isodose_core::{
+    BackendChoice, CtVolume, DEFAULT_DIJ_LIMIT_BYTES, DoseGrid, Engine, Grid3, Volume,
+};
+use numpy::{PyArray1, PyArray3, PyReadonlyArray1};
 use pyo3::prelude::*;
+
+use errors::IntoPy;
+
+/// A regular axis-aligned voxel grid in DICOM patient coordinates (LPS, mm).
+#[pyclass(name = "Grid", module = "isodose", frozen)]
+#[derive(Clone)]
+pub struct PyGrid(pub Grid3);
+
+#[pymethods]
+impl PyGrid {
+    #[new]
+    #[pyo3(signature = (shape, spacing_mm, origin_mm))]
+    fn new(
+        py: Python<'_>,
+        shape: (usize, usize, usize),
+        spacing_mm: (f64, f64, f64),
+        origin_mm: (f64, f64, f64),
+    ) -> PyResult<Self> {
+        Grid3::new(
+            [shape.0, shape.1, shape.2],
+            [spacing_mm.0, spacing_mm.1, spacing_mm.2],
+            [origin_mm.0, origin_mm.1, origin_mm.2],
+        )
+        .py_err(py)
+        .map(Self)
+    }
+    /// (nz, ny, nx)
+    #[getter]
+    fn shape(&self) -> (usize, usize, usize) {
+        let [z, y, x] = self.0.shape();
+        (z, y, x)
+    }
+    /// (sx, sy, sz) in mm
+    #[getter]
+    fn spacing_mm(&self) -> (f64, f64, f64) {
+        let s = self.0.spacing_mm();
+        (s.x, s.y, s.z)
+    }
+    /// Centre of voxel (0, 0, 0), (x, y, z) in mm
+    #[getter]
+    fn origin_mm(&self) -> (f64, f64, f64) {
+        let o = self.0.origin_mm();
+        (o.x, o.y, o.z)
+    }
+    fn __eq__(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "Grid(shape={:?}, spacing_mm={:?}, origin_mm={:?})",
+            self.shape(),
+            self.spacing_mm(),
+            self.origin_mm()
+        )
+    }
+}
+
+/// A CT image in HU on a grid.
+#[pyclass(name = "CtImage", module = "isodose", frozen)]
+pub struct PyCtImage {
+    ct: Arc<CtVolume>,
+}
+
+#[pymethods]
+impl PyCtImage {
+    #[new]
+    #[pyo3(signature = (hu, spacing_mm, origin_mm))]
+    fn new(
+        py: Python<'_>,
+        hu: &Bound<'_, PyAny>,
+        spacing_mm: (f64, f64, f64),
+        origin_mm: (f64, f64, f64),
+    ) -> PyResult<Self> {
+        let data = arrays::f32_3d(py, hu, "hu", "(nz, ny, nx)")?;
+        let (nz, ny, nx) = data.dim();
+        let grid = Grid3::new(
+            [nz, ny, nx],
+            [spacing_mm.0, spacing_mm.1, spacing_mm.2],
+            [origin_mm.0, origin_mm.1, origin_mm.2],
+        )
+        .py_err(py)?;
+        let ct = Volume::new(grid, data).py_err(py)?;
+        Ok(Self { ct: Arc::new(ct) })
+    }
+    /// HU, float32, (z, y, x) (a copy)
+    #[getter]
+    fn hu<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray3<f32>> {
+        PyArray3::from_array(py, self.ct.data())
+    }
+    #[getter]
+    fn grid(&self) -> PyGrid {
+        PyGrid(self.ct.grid().clone())
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "CtImage(grid={})",
+            PyGrid(self.ct.grid().clone()).__repr__()
+        )
+    }
+}
+
+/// A dose distribution (Gy), float32, indexed (z, y, x).
+#[pyclass(name = "Dose", module = "isodose", frozen)]
+pub struct PyDose {
+    array: Py<PyArray3<f32>>,
+    grid: Grid3,
+    backend: String,
+}
+
+impl PyDose {
+    fn from_rust(py: Python<'_>, dose: DoseGrid, backend: String) -> Self {
+        let (grid, data) = dose.into_parts();
+        Self {
+            array: PyArray3::from_owned_array(py, data).unbind(),
+            grid,
+            backend,
+        }
+    }
+}
+
+#[pymethods]
+impl PyDose {
+    #[new]
+    #[pyo3(signature = (array, grid))]
+    fn new(py: Python<'_>, array: &Bound<'_, PyAny>, grid: &PyGrid) -> PyResult<Self> {
+        let data = arrays::f32_3d(py, array, "array", "(nz, ny, nx)")?;
+        let dose = Volume::new(grid.0.clone(), data).py_err(py)?;
+        Ok(Self::from_rust(py, dose, "user".into()))
+    }
+    #[getter]
+    fn array<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray3<f32>> {
+        self.array.bind(py).clone()
+    }
+    #[getter]
+    fn grid(&self) -> PyGrid {
+        PyGrid(self.grid.clone())
+    }
+    /// Which backend (and adapter) computed it.
+    #[getter]
+    fn backend(&self) -> String {
+        self.backend.clone()
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "Dose(grid={}, backend={:?})",
+            PyGrid(self.grid.clone()).__repr__(),
+            self.backend
+        )
+    }
+}
+
+/// Keys of the TG-43 seed models shipped with isodose.
+#[pyfunction]
+fn seed_models() -> Vec<String> {
+    SeedCatalogue::builtin().keys().map(str::to_owned).collect()
+}
+
+fn seed_model(py: Python<'_>, key: &str) -> PyResult<isodose_core::tg43::SeedModel> {
+    SeedCatalogue::builtin().get(key).cloned().py_err(py)
+}
+
+/// Dose rate per unit air-kerma strength (cGy/h/U) at distances `r_cm` and
+/// polar angles `theta_deg` (1-D arrays of equal length).
+#[pyfunction]
+#[pyo3(signature = (model, r_cm, theta_deg, formalism = "line"))]
+fn tg43_dose_rate<'py>(
+    py: Python<'py>,
+    model: &str,
+    r_cm: PyReadonlyArray1<'py, f64>,
+    theta_deg: PyReadonlyArray1<'py, f64>,
+    formalism: &str,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let m = seed_model(py, model)?;
+    let f = Formalism::parse(formalism).py_err(py)?;
+    let r: Vec<f64> = r_cm.as_array().iter().copied().collect();
+    let t: Vec<f64> = theta_deg.as_array().iter().copied().collect();
+    if r.len() != t.len() {
+        return Err(errors::to_py(
+            py,
+            isodose_core::DoseError::OutOfRange {
+                field: "number of angles".into(),
+                value: t.len() as f64,
+                reason: format!("{} distances were given", r.len()),
+            },
+        ));
+    }
+    let out = py
+        .detach(|| {
+            r.iter()
+                .zip(&t)
+                .map(|(r, t)| dose_rate_per_u(&m, f, r * 10.0, *t))
+                .collect::<Result<Vec<f64>, _>>()
+        })
+        .py_err(py)?;
+    Ok(PyArray1::from_vec(py, out))
+}
+
+/// Seeds of one model with their timing.
+#[pyclass(name = "Implant", module = "isodose", frozen)]
+pub struct PyImplant(Implant);
+
+#[pymethods]
+impl PyImplant {
+    #[new]
+    #[pyo3(signature = (model, positions_mm, air_kerma_strength_u, directions = None, duration_h = None))]
+    fn new(
+        py: Python<'_>,
+        model: &str,
+        positions_mm: &Bound<'_, PyAny>,
+        air_kerma_strength_u: &Bound<'_, PyAny>,
+        directions: Option<&Bound<'_, PyAny>>,
+        duration_h: Option<f64>,
+    ) -> PyResult<Self> {
+        let m = seed_model(py, model)?;
+        let p = arrays::f64_2d(py, positions_mm, "positions_mm", "(n, 3)")?;
+        let n = p.nrows();
+        let np = py.import("numpy")?;
+        let sk_b = np
+            .call_method1(
+                "broadcast_to",
+                (
+                    np.call_method1("asarray", (air_kerma_strength_u, "float64"))?,
+                    (n,),
+                ),
+            )
+            .map_err(|_| {
+                errors::input_error(
+                    py,
+                    format!("air_kerma_strength_u must be a number or have shape ({n},)"),
+                )
+            })?;
+        let sk = arrays::f64_1d(py, &sk_b, "air_kerma_strength_u", "(n,)")?;
+        let d = directions
+            .map(|d| arrays::f64_2d(py, d, "directions", "(n, 3)"))
+            .transpose()?;
+        let d = d.as_ref();
+        if p.ncols() != 3 || sk.len() != p.nrows() || d.is_some_and(|d| d.dim() != p.dim()) {
+            return Err(errors::to_py(
+                py,
+                isodose_core::DoseError::OutOfRange {
+                    field: "implant arrays".into(),
+                    value: p.nrows() as f64,
+                    reason: format!(
+                        "positions_mm must be (n, 3), air_kerma_strength_u (n,) and directions (n, 3); got {:?}, {:?}, {:?}",
+                        p.dim(),
+                        sk.len(),
+                        d.map(|d| d.dim())
+                    ),
+                },
+            ));
+        }
+        let seeds = (0..p.nrows())
+            .map(|i| {
+                let dir = d.map(|d| [d[[i, 0]], d[[i, 1]], d[[i, 2]]]);
+                Seed::new([p[[i, 0]], p[[i, 1]], p[[i, 2]]], dir, sk[i])
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .py_err(py)?;
+        let technique = match duration_h {
+            None => Technique::Permanent,
+            Some(h) => Technique::Temporary { duration_h: h },
+        };
+        Implant::new(m, seeds, technique, 0.0).py_err(py).map(Self)
+    }
+    #[getter]
+    fn model(&self) -> String {
+        self.0.model().key().to_owned()
+    }
+    #[getter]
+    fn seed_count(&self) -> usize {
+        self.0.seeds().len()
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "Implant(model={:?}, seeds={}, technique={:?})",
+            self.0.model().key(),
+            self.0.seeds().len(),
+            self.0.technique()
+        )
+    }
+}
+
+fn engine(py: Python<'_>, backend: &str) -> PyResult<Engine> {
+    Engine::new(BackendChoice::parse(backend).py_err(py)?).py_err(py)
+}
+
+/// Total TG-43 dose (Gy) of an implant on a grid.
+#[pyfunction]
+#[pyo3(signature = (implant, grid, backend = "auto"))]
+fn brachy_dose(
+    py: Python<'_>,
+    implant: &PyImplant,
+    grid: &PyGrid,
+    backend: &str,
+) -> PyResult<PyDose> {
+    let e = engine(py, backend)?;
+    let dose = py.detach(|| e.tg43_dose(&implant.0, &grid.0)).py_err(py)?;
+    Ok(PyDose::from_rust(py, dose, e.backend().to_string()))
+}
+
+/// Proton machine data.
+#[pyclass(name = "ProtonMachine", module = "isodose", frozen)]
+pub struct PyProtonMachine(Arc<ProtonMachine>);
+
+#[pymethods]
+impl PyProtonMachine {
+    /// The built-in generic machine (70–230 MeV).
+    #[staticmethod]
+    fn generic(py: Python<'_>) -> PyResult<Self> {
+        let m = py.detach(ProtonMachine::generic).py_err(py)?;
+        Ok(Self(Arc::new(m)))
+    }
+    /// A machine file (isodose-proton-machine/1 JSON).
+    #[staticmethod]
+    fn load(py: Python<'_>, path: std::path::PathBuf) -> PyResult<Self> {
+        let m = py
+            .detach(|| ProtonMachine::from_json_file(&path))
+            .py_err(py)?;
+        Ok(Self(Arc::new(m)))
+    }
+    #[getter]
+    fn name(&self) -> String {
+        self.0.name().to_owned()
+    }
+    #[getter]
+    fn energies_mev<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
+        PyArray1::from_vec(py, self.0.energies().iter().map(|e| e.energy_mev).collect())
+    }
+    /// R80 in water of each energy, mm.
+    #[getter]
+    fn r80_mm<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
+        PyArray1::from_vec(py, self.0.energies().iter().map(|e| e.r80_mm).collect())
+    }
+    fn __repr__(&self) -> String {
+        let e = self.0.energies();
+        format!(
+            "ProtonMachine(name={:?}, energies={} from {} to {} MeV)",
+            self.0.name(),
+            e.len(),
+            e[0].energy_mev,
+            e[e.len() - 1].energy_mev
+        )
+    }
+}
+
+/// A range shifter (default material PMMA).
+#[pyclass(name = "RangeShifter", module = "isodose", frozen)]
+#[derive(Clone)]
+pub struct PyRangeShifter(RangeShifter);
+
+#[pymethods]
+impl PyRangeShifter {
+    #[new]
+    #[pyo3(signature = (water_equivalent_thickness_mm, isocenter_distance_mm, relative_stopping_power = 1.165, radiation_length_mm = 405.5))]
+    fn new(
+        py: Python<'_>,
+        water_equivalent_thickness_mm: f64,
+        isocenter_distance_mm: f64,
+        relative_stopping_power: f64,
+        radiation_length_mm: f64,
+    ) -> PyResult<Self> {
+        RangeShifter::new(
+            water_equivalent_thickness_mm,
+            isocenter_distance_mm,
+            relative_stopping_power,
+            radiation_length_mm,
+        )
+        .py_err(py)
+        .map(Self)
+    }
+    #[getter]
+    fn water_equivalent_thickness_mm(&self) -> f64 {
+        self.0.water_equivalent_thickness_mm
+    }
+    #[getter]
+    fn isocenter_distance_mm(&self) -> f64 {
+        self.0.isocenter_distance_mm
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "RangeShifter(water_equivalent_thickness_mm={}, isocenter_distance_mm={})",
+            self.0.water_equivalent_thickness_mm, self.0.isocenter_distance_mm
+        )
+    }
+}
+
+/// One PBS field: IEC 61217 angles, isocentre (LPS mm) and spots.
+#[pyclass(name = "ProtonBeam", module = "isodose", frozen)]
+#[derive(Clone)]
+pub struct PyProtonBeam(ProtonBeam);
+
+#[pymethods]
+impl PyProtonBeam {
+    #[new]
+    #[pyo3(signature = (gantry_deg, couch_deg, isocenter_mm, energies_mev, spot_x_mm, spot_y_mm, weights, range_shifter = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        gantry_deg: f64,
+        couch_deg: f64,
+        isocenter_mm: (f64, f64, f64),
+        energies_mev: &Bound<'_, PyAny>,
+        spot_x_mm: &Bound<'_, PyAny>,
+        spot_y_mm: &Bound<'_, PyAny>,
+        weights: &Bound<'_, PyAny>,
+        range_shifter: Option<&PyRangeShifter>,
+    ) -> PyResult<Self> {
+        let (e, x, y, w) = (
+            arrays::f64_1d(py, energies_mev, "energies_mev", "(n,)")?,
+            arrays::f64_1d(py, spot_x_mm, "spot_x_mm", "(n,)")?,
+            arrays::f64_1d(py, spot_y_mm, "spot_y_mm", "(n,)")?,
+            arrays::f64_1d(py, weights, "weights", "(n,)")?,
+        );
+        if x.len() != e.len() || y.len() != e.len() || w.len() != e.len() {
+            return Err(errors::to_py(
+                py,
+                isodose_core::DoseError::OutOfRange {
+                    field: "spot arrays".into(),
+                    value: e.len() as f64,
+                    reason: format!(
+                        "energies_mev, spot_x_mm, spot_y_mm and weights must have equal lengths; got {}, {}, {}, {}",
+                        e.len(),
+                        x.len(),
+                        y.len(),
+                        w.len()
+                    ),
+                },
+            ));
+        }
+        let spots = (0..e.len())
+            .map(|i| Spot {
+                energy_mev: e[i],
+                x_mm: x[i],
+                y_mm: y[i],
+                weight: w[i],
+            })
+            .collect();
+        ProtonBeam::new(
+            gantry_deg,
+            couch_deg,
+            [isocenter_mm.0, isocenter_mm.1, isocenter_mm.2],
+            spots,
+            range_shifter.map(|r| r.0),
+        )
+        .py_err(py)
+        .map(Self)
+    }
+    #[getter]
+    fn gantry_deg(&self) -> f64 {
+        self.0.gantry_deg()
+    }
+    #[getter]
+    fn couch_deg(&self) -> f64 {
+        self.0.couch_deg()
+    }
+    #[getter]
+    fn isocenter_mm(&self) -> (f64, f64, f64) {
+        let i = self.0.frame().isocenter_mm();
+        (i.x, i.y, i.z)
+    }
+    #[getter]
+    fn energies_mev<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
+        PyArray1::from_vec(py, self.0.spots().iter().map(|s| s.energy_mev).collect())
+    }
+    #[getter]
+    fn spot_x_mm<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
+        PyArray1::from_vec(py, self.0.spots().iter().map(|s| s.x_mm).collect())
+    }
+    #[getter]
+    fn spot_y_mm<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
+        PyArray1::from_vec(py, self.0.spots().iter().map(|s| s.y_mm).collect())
+    }
+    #[getter]
+    fn weights<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
+        PyArray1::from_vec(py, self.0.spots().iter().map(|s| s.weight).collect())
+    }
+    #[getter]
+    fn range_shifter(&self) -> Option<PyRangeShifter> {
+        self.0.range_shifter().map(|r| PyRangeShifter(*r))
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "ProtonBeam(gantry_deg={}, couch_deg={}, spots={}, range_shifter={})",
+            self.0.gantry_deg(),
+            self.0.couch_deg(),
+            self.0.spots().len(),
+            self.0.range_shifter().is_some()
+        )
+    }
+}
+
+/// A proton plan: beams and fractions.
+#[pyclass(name = "ProtonPlan", module = "isodose", frozen)]
+pub struct PyProtonPlan(ProtonPlan);
+
+#[pymethods]
+impl PyProtonPlan {
+    #[new]
+    #[pyo3(signature = (beams, fractions = 1))]
+    fn new(py: Python<'_>, beams: Vec<PyRef<'_, PyProtonBeam>>, fractions: u32) -> PyResult<Self> {
+        let beams = beams.iter().map(|b| b.0.clone()).collect();
+        ProtonPlan::new(beams, fractions).py_err(py).map(Self)
+    }
+    #[getter]
+    fn beams(&self) -> Vec<PyProtonBeam> {
+        self.0.beams().iter().cloned().map(PyProtonBeam).collect()
+    }
+    #[getter]
+    fn fractions(&self) -> u32 {
+        self.0.fractions()
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "ProtonPlan(beams={}, spots={}, fractions={})",
+            self.0.beams().len(),
+            self.0.spot_count(),
+            self.0.fractions()
+        )
+    }
+}
+
+fn proton_options(
+    py: Python<'_>,
+    spot_splitting: Option<&str>,
+    hu_to_rsp: Option<(Bound<'_, PyAny>, Bound<'_, PyAny>)>,
+) -> PyResult<DoseOptions> {
+    let mut o = DoseOptions::new().py_err(py)?;
+    if let Some(s) = spot_splitting {
+        o.spot_splitting = Some(SpotSplitting::parse(s).py_err(py)?);
+    }
+    if let Some((hu, rsp)) = hu_to_rsp {
+        o.hlut = Hlut::new(
+            "user",
+            arrays::f64_1d(py, &hu, "hu_to_rsp[0]", "(n,)")?.to_vec(),
+            arrays::f64_1d(py, &rsp, "hu_to_rsp[1]", "(n,)")?.to_vec(),
+        )
+        .py_err(py)?;
+    }
+    Ok(o)
+}
+
+/// Proton PBS dose (Gy) of a plan on a CT.
+#[pyfunction]
+#[pyo3(signature = (ct, plan, machine, grid = None, backend = "auto", spot_splitting = None, hu_to_rsp = None))]
+#[allow(clippy::too_many_arguments)]
+fn proton_dose(
+    py: Python<'_>,
+    ct: &PyCtImage,
+    plan: &PyProtonPlan,
+    machine: &PyProtonMachine,
+    grid: Option<&PyGrid>,
+    backend: &str,
+    spot_splitting: Option<&str>,
+    hu_to_rsp: Option<(Bound<'_, PyAny>, Bound<'_, PyAny>)>,
+) -> PyResult<PyDose> {
+    let e = engine(py, backend)?;
+    let options = proton_options(py, spot_splitting, hu_to_rsp)?;
+    let g = grid.map(|g| g.0.clone());
+    let dose = py
+        .detach(|| e.pbs_dose(&ct.ct, &plan.0, &machine.0, g.as_ref(), &options))
+        .py_err(py)?;
+    Ok(PyDose::from_rust(py, dose, e.backend().to_string()))
+}
+
+/// The dose-influence matrix as (data float32, indices int32, indptr int64,
+/// shape): CSC, voxels × spots, Gy per proton.
+#[pyfunction]
+#[pyo3(signature = (ct, plan, machine, grid = None, backend = "auto", hu_to_rsp = None, max_bytes = None))]
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
+fn proton_dij_parts<'py>(
+    py: Python<'py>,
+    ct: &PyCtImage,
+    plan: &PyProtonPlan,
+    machine: &PyProtonMachine,
+    grid: Option<&PyGrid>,
+    backend: &str,
+    hu_to_rsp: Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>,
+    max_bytes: Option<usize>,
+) -> PyResult<(
+    Bound<'py, PyArray1<f32>>,
+    Bound<'py, PyArray1<i32>>,
+    Bound<'py, PyArray1<i64>>,
+    (usize, usize),
+)> {
+    let e = engine(py, backend)?;
+    let options = proton_options(py, None, hu_to_rsp)?;
+    let g = grid.map(|g| g.0.clone());
+    let limit = max_bytes.unwrap_or(DEFAULT_DIJ_LIMIT_BYTES);
+    let dij = py
+        .detach(|| e.pbs_dij(&ct.ct, &plan.0, &machine.0, g.as_ref(), &options, limit))
+        .py_err(py)?;
+    let shape = dij.shape();
+    if shape.0 > i32::MAX as usize {
+        return Err(errors::internal(
+            "more voxels than SciPy's int32 indices hold",
+        ));
+    }
+    let (col_ptr, rows, values) = dij.into_parts();
+    let indices: Vec<i32> = rows.into_iter().map(|r| r as i32).collect();
+    let indptr: Vec<i64> = col_ptr.into_iter().map(|c| c as i64).collect();
+    Ok((
+        PyArray1::from_vec(py, values),
+        PyArray1::from_vec(py, indices),
+        PyArray1::from_vec(py, indptr),
+        shape,
+    ))
+}
 
 /// The native part of the `isodose` package.
 #[pymodule(gil_used = false)]
 mod _isodose {
+    #[pymodule_export]
+    use super::{
+        PyCtImage, PyDose, PyGrid, PyImplant, PyProtonBeam, PyProtonMachine, PyProtonPlan,
+        PyRangeShifter, brachy_dose, proton_dij_parts, proton_dose, seed_models, tg43_dose_rate,
+    };
     use pyo3::prelude::*;
-
-    /// Keys of the TG-43 seed models shipped with isodose.
-    #[pyfunction]
-    fn seed_models() -> Vec<String> {
-        isodose_core::tg43::SeedCatalogue::builtin()
-            .keys()
-            .map(str::to_owned)
-            .collect()
-    }
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -79,6 +79,10 @@ impl Dij {
     pub fn values(&self) -> &[f32] {
         &self.values
     }
+    /// The arrays (column pointers, row indices, values), moved out.
+    pub fn into_parts(self) -> (Vec<u64>, Vec<u32>, Vec<f32>) {
+        (self.col_ptr, self.row_idx, self.values)
+    }
     /// Bytes held by the three arrays.
     pub fn memory_bytes(&self) -> usize {
         Self::bytes_for(self.nnz(), self.n_spots)

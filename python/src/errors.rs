@@ -1,0 +1,57 @@
+//! Rust errors as Python exceptions.
+//!
+//! The exception classes live in `isodose/errors.py` (so that `InputError`
+//! can derive from both `IsodoseError` and `ValueError`); each Rust error
+//! kind maps to one of them, carrying the full message.
+
+use isodose_core::DoseError;
+use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyRuntimeError};
+use pyo3::prelude::*;
+
+fn raise(py: Python<'_>, class: &str, message: String) -> PyErr {
+    match py
+        .import("isodose.errors")
+        .and_then(|m| m.getattr(class))
+        .and_then(|cls| cls.call1((message,)))
+    {
+        Ok(instance) => PyErr::from_value(instance),
+        Err(e) => e,
+    }
+}
+
+/// The Python exception for a core error.
+pub fn to_py(py: Python<'_>, e: DoseError) -> PyErr {
+    let message = e.to_string();
+    match e {
+        DoseError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            PyFileNotFoundError::new_err(message)
+        }
+        DoseError::Io { .. } => PyOSError::new_err(message),
+        DoseError::BackendUnavailable { .. } => raise(py, "GpuError", message),
+        // DoseError is #[non_exhaustive]: every other kind is bad input
+        // (invalid grid, table, value, option, missing data...)
+        _ => raise(py, "InputError", message),
+    }
+}
+
+/// An `isodose.errors.InputError` with `message`.
+pub fn input_error(py: Python<'_>, message: String) -> PyErr {
+    raise(py, "InputError", message)
+}
+
+/// An internal failure (should not happen) as a RuntimeError.
+pub fn internal(message: impl Into<String>) -> PyErr {
+    PyRuntimeError::new_err(message.into())
+}
+
+/// Extension to turn `Result<T, DoseError>` into `PyResult<T>`.
+pub trait IntoPy<T> {
+    /// Maps the error with [`to_py`].
+    fn py_err(self, py: Python<'_>) -> PyResult<T>;
+}
+
+impl<T> IntoPy<T> for Result<T, DoseError> {
+    fn py_err(self, py: Python<'_>) -> PyResult<T> {
+        self.map_err(|e| to_py(py, e))
+    }
+}

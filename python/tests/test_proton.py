@@ -1,0 +1,112 @@
+"""Proton PBS from Python: machine, plans, dose, dij and errors."""
+
+import numpy as np
+import pytest
+
+import isodose
+
+
+@pytest.fixture(scope="module")
+def machine():
+    return isodose.ProtonMachine.generic()
+
+
+def water(shape=(21, 60, 21), spacing=2.0):
+    nz, ny, nx = shape
+    origin = (-(nx - 1) / 2 * spacing, 1.0, -(nz - 1) / 2 * spacing)
+    return isodose.CtImage(np.zeros(shape, dtype=np.int16), (spacing, spacing, spacing), origin)
+
+
+def test_machine(machine):
+    e = machine.energies_mev
+    assert e[0] == 70.0 and e[-1] == 230.0 and len(e) == 161
+    assert np.all(np.diff(machine.r80_mm) > 0)
+    assert "generic" in repr(machine)
+    with pytest.raises(FileNotFoundError):
+        isodose.ProtonMachine.load("/nonexistent/machine.json")
+
+
+def plan(weights=(1e8, 2e8, 0.0, 5e7), energies=(100.0, 100.0, 110.0, 110.0)):
+    beam = isodose.ProtonBeam(
+        gantry_deg=0.0,
+        couch_deg=0.0,
+        isocenter_mm=(0.0, 60.0, 0.0),
+        energies_mev=list(energies),
+        spot_x_mm=[-5.0, 5.0, 0.0, 0.0],
+        spot_y_mm=[0.0, 0.0, -5.0, 5.0],
+        weights=list(weights),
+    )
+    return isodose.ProtonPlan([beam], fractions=30)
+
+
+def test_beam_keeps_its_arrays():
+    p = plan()
+    b = p.beams[0]
+    np.testing.assert_array_equal(b.weights, [1e8, 2e8, 0.0, 5e7])
+    np.testing.assert_array_equal(b.energies_mev, [100.0, 100.0, 110.0, 110.0])
+    assert b.isocenter_mm == (0.0, 60.0, 0.0) and p.fractions == 30
+    assert b.range_shifter is None
+
+
+def test_dose_shape_and_dij_times_weights(machine):
+    ct = water()
+    p = plan()
+    dose = isodose.proton_dose(ct, p, machine, backend="cpu")
+    a = dose.array
+    assert a.dtype == np.float32 and a.shape == (21, 60, 21)
+    assert np.all(np.isfinite(a)) and a.min() >= 0 and a.max() > 0
+    dij = isodose.proton_dij(ct, p, machine, backend="cpu")
+    assert dij.shape == (21 * 60 * 21, 4)
+    from_dij = (dij @ p.beams[0].weights).reshape(a.shape)  # C order of (z, y, x)
+    np.testing.assert_allclose(from_dij, a, atol=1e-5 * a.max())
+
+
+def test_depth_dose_reaches_r80_along_y(machine):
+    """A single 100 MeV spot along +y (gantry 0) ranges out at its R80."""
+    ct = water(shape=(21, 60, 21), spacing=2.0)
+    beam = isodose.ProtonBeam(0.0, 0.0, (0.0, 60.0, 0.0), [100.0], [0.0], [0.0], [1e9])
+    a = isodose.proton_dose(ct, isodose.ProtonPlan([beam]), machine).array
+    axis = a[10, :, 10]
+    y = 1.0 + 2.0 * np.arange(60)
+    peak = np.argmax(axis)
+    distal = np.where((np.arange(60) > peak) & (axis < 0.8 * axis[peak]))[0][0]
+    r80 = np.interp(0.8 * axis[peak], [axis[distal], axis[distal - 1]], [y[distal], y[distal - 1]])
+    r80_machine = machine.r80_mm[list(machine.energies_mev).index(100.0)]
+    # the surface is at y = 0; central-axis R80 of one spot lies close to the IDD's
+    assert abs(r80 - r80_machine) < 1.5
+
+
+def test_options(machine):
+    ct = water()
+    p = plan()
+    split = isodose.proton_dose(ct, p, machine, spot_splitting="3x3").array
+    plain = isodose.proton_dose(ct, p, machine).array
+    # in water splitting changes the dose only slightly
+    assert np.abs(split - plain).max() < 0.05 * plain.max()
+    custom = isodose.proton_dose(ct, p, machine, hu_to_rsp=([-1000, 0, 1000], [0.0, 1.1, 2.0])).array
+    # RSP 1.1 in water: shorter range, the dose moves upstream
+    assert np.argmax(custom[10, :, 10]) < np.argmax(plain[10, :, 10])
+    rs = isodose.RangeShifter(20.0, 300.0)
+    beam = isodose.ProtonBeam(0.0, 0.0, (0.0, 60.0, 0.0), [110.0], [0.0], [0.0], [1e9], range_shifter=rs)
+    shifted = isodose.proton_dose(ct, isodose.ProtonPlan([beam]), machine).array
+    assert shifted.max() > 0
+    grid = isodose.Grid((5, 10, 5), (4.0, 4.0, 4.0), (-8.0, 3.0, -8.0))
+    assert isodose.proton_dose(ct, p, machine, grid=grid).array.shape == (5, 10, 5)
+
+
+def test_errors(machine):
+    ct = water()
+    with pytest.raises(isodose.InputError, match="70 to 230 MeV"):
+        isodose.proton_dose(ct, plan(energies=(250.0, 100.0, 100.0, 100.0)), machine)
+    with pytest.raises(isodose.InputError, match="weight"):
+        plan(weights=(-1.0, 0.0, 0.0, 0.0))
+    with pytest.raises(isodose.InputError, match="equal lengths"):
+        isodose.ProtonBeam(0.0, 0.0, (0, 0, 0), [100.0, 100.0], [0.0], [0.0], [1.0])
+    with pytest.raises(isodose.InputError, match="spot splitting"):
+        isodose.proton_dose(ct, plan(), machine, spot_splitting="7x7")
+    with pytest.raises(isodose.InputError, match="must not decrease"):
+        isodose.proton_dose(ct, plan(), machine, hu_to_rsp=([0, 100], [1.0, 0.9]))
+    with pytest.raises(isodose.InputError, match=r"\(nz, ny, nx\)"):
+        isodose.CtImage(np.zeros((4, 4)), (1, 1, 1), (0, 0, 0))
+    with pytest.raises(isodose.GpuError):
+        isodose.proton_dose(ct, plan(), machine, backend="gpu")
