@@ -323,38 +323,43 @@ fn dij_times_weights_is_the_forward_dose() {
     }
 }
 
-#[test]
-fn dose_is_linear_in_weights_and_superposes() {
-    let ct = water([21, 41, 21], [3.0; 3], -61.5);
-    let e = engine();
-    let opts = DoseOptions::new().unwrap();
-    let wa = [1e8, 2e8, 0.0, 5e7, 1e8, 3e8];
-    let wb = [0.0, 1e8, 1e8, 1e8, 0.0, 2e7];
-    let wsum: Vec<f64> = wa.iter().zip(&wb).map(|(a, b)| a + b).collect();
-    let da = e
-        .pbs_dose(&ct, &field_plan(&wa), machine(), None, &opts)
-        .unwrap();
-    let db = e
-        .pbs_dose(&ct, &field_plan(&wb), machine(), None, &opts)
-        .unwrap();
-    let ds = e
-        .pbs_dose(&ct, &field_plan(&wsum), machine(), None, &opts)
-        .unwrap();
-    let w3: Vec<f64> = wa.iter().map(|w| 3.0 * w).collect();
-    let d3 = e
-        .pbs_dose(&ct, &field_plan(&w3), machine(), None, &opts)
-        .unwrap();
-    let max = ds.data().iter().fold(0.0f32, |a, v| a.max(*v));
-    for (((a, b), s), t) in da
-        .data()
-        .iter()
-        .zip(db.data())
-        .zip(ds.data())
-        .zip(d3.data())
-    {
-        assert!(a.is_finite() && *a >= 0.0);
-        assert!((a + b - s).abs() <= 1e-5 * max);
-        assert!((3.0 * a - t).abs() <= 1e-5 * max);
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 24, ..Default::default() })]
+
+    /// Doses are finite, non-negative, linear in the spot weights and
+    /// superpose, for random weights (zeros included) and gantry angles.
+    #[test]
+    fn dose_is_linear_in_weights_and_superposes(
+        wa in proptest::collection::vec(proptest::prop_oneof![proptest::strategy::Just(0.0), 1e6f64..1e9], 6),
+        wb in proptest::collection::vec(0.0f64..1e9, 6),
+        factor in 0.1f64..10.0,
+        gantry in 0.0f64..360.0,
+    ) {
+        let ct = water([15, 25, 15], [4.0; 3], -50.0);
+        let e = engine();
+        let opts = DoseOptions::new().unwrap();
+        let plan = |w: &[f64]| {
+            let spots: Vec<Spot> = w.iter().enumerate().map(|(i, w)| Spot {
+                energy_mev: [90.0, 100.0, 110.0][i % 3],
+                x_mm: -6.0 + 4.0 * i as f64,
+                y_mm: if i % 2 == 0 { -3.0 } else { 3.0 },
+                weight: *w,
+            }).collect();
+            ProtonPlan::new(vec![ProtonBeam::new(gantry, 0.0, [0.0; 3], spots, None).unwrap()], 1).unwrap()
+        };
+        let wsum: Vec<f64> = wa.iter().zip(&wb).map(|(a, b)| a + b).collect();
+        let wscaled: Vec<f64> = wa.iter().map(|w| w * factor).collect();
+        let da = e.pbs_dose(&ct, &plan(&wa), machine(), None, &opts).unwrap();
+        let db = e.pbs_dose(&ct, &plan(&wb), machine(), None, &opts).unwrap();
+        let ds = e.pbs_dose(&ct, &plan(&wsum), machine(), None, &opts).unwrap();
+        let dk = e.pbs_dose(&ct, &plan(&wscaled), machine(), None, &opts).unwrap();
+        let max = f64::from(ds.data().iter().fold(0.0f32, |a, v| a.max(*v))).max(1e-30);
+        for (((a, b), s), k) in da.data().iter().zip(db.data()).zip(ds.data()).zip(dk.data()) {
+            proptest::prop_assert!(a.is_finite() && *a >= 0.0);
+            proptest::prop_assert!((f64::from(*a) + f64::from(*b) - f64::from(*s)).abs() <= 1e-5 * max);
+            let ka = f64::from(*a) * factor;
+            proptest::prop_assert!((ka - f64::from(*k)).abs() <= 1e-5 * ka.max(max * 1e-3));
+        }
     }
 }
 
