@@ -47,6 +47,15 @@ fn bench_tg43(c: &mut Criterion) {
             black_box(engine.tg43_dose(&implant, &grid).expect("dose"))
         })
     });
+    // the GPU backend, when an adapter exists (a software rasteriser too:
+    // the label names the adapter)
+    if let Ok(gpu) = Engine::new(BackendChoice::Gpu) {
+        println!("gpu backend: {}", gpu.backend());
+        gpu.tg43_dose(&implant, &grid).expect("warm-up");
+        group.bench_function(BenchmarkId::new("gpu", "warm"), |b| {
+            b.iter(|| black_box(gpu.tg43_dose(&implant, &grid).expect("dose")))
+        });
+    }
     group.finish();
 }
 

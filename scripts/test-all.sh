@@ -11,9 +11,10 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
-# System packages the tests need. None beyond a Rust toolchain and Python 3
-# today; the GPU work adds Mesa's software Vulkan driver here.
-APT_PACKAGES=(python3-venv)
+# System packages the tests need: Python's venv, and the Vulkan loader with
+# Mesa's software Vulkan driver (lavapipe), on which the GPU kernels are tested
+# for real when the machine has no GPU.
+APT_PACKAGES=(python3-venv libvulkan1 mesa-vulkan-drivers)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -23,6 +24,12 @@ if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# lavapipe's window-system probe wants a runtime directory
+if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
+  export XDG_RUNTIME_DIR="${TMPDIR:-/tmp}/isodose-xdg-$(id -u)"
+  mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
 fi
 
 step "cargo fmt --check"

@@ -145,6 +145,14 @@ pub fn run(
     phantom: &DemoPhantom,
     report: &mut String,
 ) -> Result<(), Box<dyn Error>> {
+    // the proton kernels run on the CPU until they are ported to the GPU
+    let cpu;
+    let engine = if engine.pbs_backend().is_ok() {
+        engine
+    } else {
+        cpu = Engine::new(isodose::BackendChoice::Cpu)?;
+        &cpu
+    };
     let machine = ProtonMachine::generic()?;
     let options = DoseOptions::new()?;
     let grid = Grid3::covering([-56.0, -51.0, -47.0], [56.0, 51.0, 47.0], 2.0)?;
@@ -199,7 +207,7 @@ pub fn run(
         report,
         "  dose grid      {nx} x {ny} x {nz} voxels at 2.0 mm; WED traced through the 1 mm CT"
     )?;
-    writeln!(report, "  backend        {}", engine.backend())?;
+    writeln!(report, "  backend        {}", engine.pbs_backend()?)?;
     writeln!(
         report,
         "  time           {mean_time:.3} s per forward dose ({} calculations: {ITERATIONS} weight iterations and the final dose)",

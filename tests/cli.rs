@@ -82,12 +82,12 @@ fn demo_prints_a_plausible_plan_and_writes_figures() {
 #[test]
 fn user_errors_exit_non_zero_with_a_message() {
     let result = isodose()
-        .args(["demo", "--backend", "gpu"])
+        .args(["demo", "--backend", "tpu"])
         .output()
         .unwrap();
     assert!(!result.status.success());
     let stderr = String::from_utf8_lossy(&result.stderr);
-    assert!(stderr.contains("backend unavailable"), "{stderr}");
+    assert!(stderr.contains("unknown backend \"tpu\""), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 
     let bad = std::env::temp_dir().join(format!("isodose-bad-seed-{}.json", std::process::id()));

@@ -581,7 +581,8 @@ fn proton_dose(
     let dose = py
         .detach(|| e.pbs_dose(&ct.ct, &plan.0, &machine.0, g.as_ref(), &options))
         .py_err(py)?;
-    Ok(PyDose::from_rust(py, dose, e.backend().to_string()))
+    let backend = e.pbs_backend().py_err(py)?.to_string();
+    Ok(PyDose::from_rust(py, dose, backend))
 }
 
 /// The dose-influence matrix as (data float32, indices int32, indptr int64,

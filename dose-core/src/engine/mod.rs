@@ -7,6 +7,8 @@
 //! dispatch.
 
 mod cpu;
+#[cfg(feature = "gpu")]
+pub mod gpu;
 mod proton_cpu;
 
 use std::sync::{Arc, Mutex};
@@ -55,14 +57,41 @@ pub enum BackendKind {
         /// Size of the rayon thread pool the engine runs in.
         threads: usize,
     },
+    /// wgpu compute shaders on this adapter.
+    Gpu {
+        /// Adapter name, backend and device type.
+        adapter: String,
+    },
 }
 
 impl std::fmt::Display for BackendKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             BackendKind::Cpu { threads } => write!(f, "cpu (rayon, {threads} threads)"),
+            BackendKind::Gpu { adapter } => write!(f, "gpu (wgpu, {adapter})"),
         }
     }
+}
+
+fn cpu_kind() -> BackendKind {
+    BackendKind::Cpu {
+        threads: rayon::current_num_threads(),
+    }
+}
+
+/// The process-wide GPU context for `Auto`: probed once, kept if it is a
+/// hardware adapter (a software rasteriser is slower than the CPU backend).
+#[cfg(feature = "gpu")]
+fn auto_gpu() -> Option<Arc<gpu::GpuContext>> {
+    static PROBE: std::sync::OnceLock<Option<Arc<gpu::GpuContext>>> = std::sync::OnceLock::new();
+    PROBE
+        .get_or_init(|| {
+            gpu::GpuContext::new()
+                .ok()
+                .filter(|c| !c.is_software())
+                .map(Arc::new)
+        })
+        .clone()
 }
 
 /// A dose engine bound to one backend.
@@ -74,6 +103,9 @@ impl std::fmt::Display for BackendKind {
 #[derive(Debug, Clone)]
 pub struct Engine {
     backend: BackendKind,
+    choice: BackendChoice,
+    #[cfg(feature = "gpu")]
+    gpu: Option<Arc<gpu::GpuContext>>,
     tables: Arc<Mutex<Vec<CachedTable>>>,
 }
 
@@ -88,20 +120,62 @@ struct CachedTable {
 const TABLE_CACHE_CAPACITY: usize = 4;
 
 impl Engine {
-    /// Creates an engine. `Auto` and `Cpu` give the CPU reference backend in
-    /// this build; `Gpu` is an error until the wgpu backend is built, never a
-    /// silent fall-back.
+    /// Creates an engine. `Cpu` is the reference backend. `Gpu` opens the
+    /// first wgpu adapter (software rasterisers included, so that the kernels
+    /// can be tested anywhere) and is an error when there is none, never a
+    /// silent fall-back. `Auto` uses a hardware GPU when one exists (probed
+    /// once per process) and the CPU otherwise.
     pub fn new(choice: BackendChoice) -> Result<Self> {
+        let cpu = |choice| Self {
+            backend: cpu_kind(),
+            choice,
+            #[cfg(feature = "gpu")]
+            gpu: None,
+            tables: Arc::default(),
+        };
         match choice {
-            BackendChoice::Auto | BackendChoice::Cpu => Ok(Self {
-                backend: BackendKind::Cpu {
-                    threads: rayon::current_num_threads(),
-                },
-                tables: Arc::default(),
-            }),
+            BackendChoice::Cpu => Ok(cpu(choice)),
+            #[cfg(feature = "gpu")]
+            BackendChoice::Gpu => {
+                let ctx = Arc::new(gpu::GpuContext::new()?);
+                Ok(Self {
+                    backend: BackendKind::Gpu {
+                        adapter: ctx.adapter_name(),
+                    },
+                    choice,
+                    gpu: Some(ctx),
+                    tables: Arc::default(),
+                })
+            }
+            #[cfg(not(feature = "gpu"))]
             BackendChoice::Gpu => Err(DoseError::BackendUnavailable {
-                reason: "this build of isodose has no GPU backend".into(),
+                reason: "this build of isodose has no GPU backend (feature \"gpu\" off)".into(),
             }),
+            #[cfg(feature = "gpu")]
+            BackendChoice::Auto => Ok(match auto_gpu() {
+                Some(ctx) => Self {
+                    backend: BackendKind::Gpu {
+                        adapter: ctx.adapter_name(),
+                    },
+                    choice,
+                    gpu: Some(ctx),
+                    tables: Arc::default(),
+                },
+                None => cpu(choice),
+            }),
+            #[cfg(not(feature = "gpu"))]
+            BackendChoice::Auto => Ok(cpu(choice)),
+        }
+    }
+
+    /// The backend proton calculations run on: the CPU until the PBS kernels
+    /// are ported (an explicit `Gpu` engine refuses them instead).
+    pub fn pbs_backend(&self) -> Result<BackendKind> {
+        match (&self.backend, self.choice) {
+            (BackendKind::Gpu { .. }, BackendChoice::Gpu) => Err(DoseError::BackendUnavailable {
+                reason: "proton PBS dose is not yet available on the GPU backend; use \"cpu\" or \"auto\"".into(),
+            }),
+            _ => Ok(cpu_kind()),
         }
     }
 
@@ -121,9 +195,7 @@ impl Engine {
     ) -> Result<DoseGrid> {
         let table = self.table(implant, grid, formalism)?;
         let scale = implant.decay_to_start();
-        match self.backend {
-            BackendKind::Cpu { .. } => cpu::tg43_grid(implant, grid, &table, scale),
-        }
+        self.tg43_dispatch(implant, grid, &table, scale)
     }
 
     /// Total TG-43 dose (Gy) of `implant` on `grid`: the initial dose rate
@@ -132,9 +204,7 @@ impl Engine {
     pub fn tg43_dose(&self, implant: &Implant, grid: &Grid3) -> Result<DoseGrid> {
         let table = self.table(implant, grid, Formalism::Line)?;
         let scale = implant.decay_to_start() * implant.dose_gy_per_initial_cgy_per_h();
-        match self.backend {
-            BackendKind::Cpu { .. } => cpu::tg43_grid(implant, grid, &table, scale),
-        }
+        self.tg43_dispatch(implant, grid, &table, scale)
     }
 }
 
@@ -155,10 +225,9 @@ impl Engine {
         options: &DoseOptions,
     ) -> Result<DoseGrid> {
         let grid = dose_grid.unwrap_or(ct.grid());
+        self.pbs_backend()?;
         let beams = self.prepare(ct, plan, machine, grid, options, true)?;
-        match self.backend {
-            BackendKind::Cpu { .. } => proton_cpu::pbs_dose(&beams, grid),
-        }
+        proton_cpu::pbs_dose(&beams, grid)
     }
 
     /// The dose-influence matrix (voxels of the dose grid × spots of the plan,
@@ -175,12 +244,9 @@ impl Engine {
         max_bytes: usize,
     ) -> Result<Dij> {
         let grid = dose_grid.unwrap_or(ct.grid());
+        self.pbs_backend()?;
         let beams = self.prepare(ct, plan, machine, grid, options, false)?;
-        match self.backend {
-            BackendKind::Cpu { .. } => {
-                proton_cpu::pbs_dij(&beams, grid, plan.spot_count(), max_bytes)
-            }
-        }
+        proton_cpu::pbs_dij(&beams, grid, plan.spot_count(), max_bytes)
     }
 
     fn prepare(
@@ -217,6 +283,20 @@ impl Engine {
                 prepared
             })
             .collect()
+    }
+
+    fn tg43_dispatch(
+        &self,
+        implant: &Implant,
+        grid: &Grid3,
+        table: &DoseRateTable,
+        scale: f64,
+    ) -> Result<DoseGrid> {
+        #[cfg(feature = "gpu")]
+        if let Some(ctx) = &self.gpu {
+            return gpu::tg43::tg43_grid(ctx, implant, grid, table, scale);
+        }
+        cpu::tg43_grid(implant, grid, table, scale)
     }
 
     /// The tabulated kernel for `implant`'s model that covers `grid`, from the

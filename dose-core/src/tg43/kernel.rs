@@ -268,6 +268,12 @@ impl DoseRateTable {
         }
     }
 
+    /// The raw table for the GPU kernel: (values, radial nodes, angular
+    /// nodes, halves, r_min²).
+    pub(crate) fn gpu_view(&self) -> (&[f32], usize, usize, usize, f64) {
+        (&self.values, self.n_r, self.n_q, self.halves, self.r_min_sq)
+    }
+
     /// Memory held by the table, bytes.
     pub fn size_bytes(&self) -> usize {
         self.values.len() * size_of::<f32>()

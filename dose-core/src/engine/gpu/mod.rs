@@ -1,0 +1,103 @@
+//! The wgpu backend: one GPU context (instance, adapter, device, queue and the
+//! compiled pipelines), created once per engine and reused.
+//!
+//! Software adapters (Mesa's lavapipe, `DeviceType::Cpu`) are accepted when
+//! the GPU is asked for explicitly, so that the kernels are tested for real on
+//! machines without a GPU; `BackendChoice::Auto` uses only hardware adapters.
+
+pub(crate) mod layout;
+pub(crate) mod tg43;
+
+use crate::error::{DoseError, Result};
+
+/// The WGSL source of the TG-43 kernel.
+pub const TG43_DOSE_WGSL: &str = include_str!("../../../../shaders/tg43_dose.wgsl");
+
+/// Every kernel: (file name in `shaders/`, WGSL source).
+pub const SHADERS: &[(&str, &str)] = &[("tg43_dose.wgsl", TG43_DOSE_WGSL)];
+
+/// Workgroup size of every kernel (must match `@workgroup_size` in the shaders).
+pub const WORKGROUP_SIZE: u32 = 64;
+
+/// A GPU and the pipelines isodose runs on it.
+#[derive(Debug)]
+pub struct GpuContext {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    limits: wgpu::Limits,
+    tg43: wgpu::ComputePipeline,
+}
+
+fn gpu_error(reason: impl Into<String>) -> DoseError {
+    DoseError::BackendUnavailable {
+        reason: reason.into(),
+    }
+}
+
+impl GpuContext {
+    /// Opens the first adapter wgpu offers (high-performance preference) and
+    /// compiles the kernels. An error when there is none.
+    pub fn new() -> Result<Self> {
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        // Vulkan (hardware drivers and Mesa's lavapipe) unless WGPU_BACKEND says otherwise
+        if std::env::var_os("WGPU_BACKEND").is_none() {
+            desc.backends = wgpu::Backends::VULKAN;
+        }
+        let instance = wgpu::Instance::new(desc);
+        let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            force_fallback_adapter: false,
+            compatible_surface: None,
+            apply_limit_buckets: false,
+        }))
+        .map_err(|e| gpu_error(format!("no GPU adapter: {e}")))?;
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("isodose"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::default(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| gpu_error(format!("cannot open {}: {e}", info.name)))?;
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("tg43_dose"),
+            source: wgpu::ShaderSource::Wgsl(TG43_DOSE_WGSL.into()),
+        });
+        let tg43 = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some("tg43_dose"),
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: wgpu::PipelineCompilationOptions::default(),
+            cache: None,
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(gpu_error(format!("shader tg43_dose.wgsl: {e}")));
+        }
+        Ok(Self {
+            device,
+            queue,
+            info,
+            limits,
+            tg43,
+        })
+    }
+
+    /// "name (backend, device type)" of the adapter.
+    pub fn adapter_name(&self) -> String {
+        format!(
+            "{} ({:?}, {:?})",
+            self.info.name, self.info.backend, self.info.device_type
+        )
+    }
+
+    /// True for software rasterisers (lavapipe, llvmpipe).
+    pub fn is_software(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+}
