@@ -61,7 +61,19 @@ def test_bad_implants_are_clear_errors():
         isodose.Implant("Amersham6711", [[0.0, 0.0, 0.0]], -0.5)
     with pytest.raises(isodose.InputError, match="complex"):
         isodose.Implant("Amersham6711", np.zeros((1, 3), dtype=complex), 0.5)
-    with pytest.raises(isodose.GpuError):
-        isodose.brachy_dose(isodose.Implant("Amersham6711", [[0, 0, 0]], 0.5), grid(), backend="gpu")
     with pytest.raises(isodose.InputError, match="backend"):
         isodose.brachy_dose(isodose.Implant("Amersham6711", [[0, 0, 0]], 0.5), grid(), backend="tpu")
+
+
+def test_gpu_backend_matches_cpu_or_says_why():
+    """On the GPU backend (lavapipe in CI) the dose equals the CPU reference
+    to 1e-4 of its maximum; without any Vulkan adapter the error is GpuError."""
+    implant = isodose.Implant("Amersham6711", [[1.0, 2.0, 0.5], [-3.0, 0.0, 1.0]], [0.5, 0.4])
+    cpu = isodose.brachy_dose(implant, grid(), backend="cpu").array
+    try:
+        gpu = isodose.brachy_dose(implant, grid(), backend="gpu")
+    except isodose.GpuError as e:
+        assert "adapter" in str(e)
+        return
+    assert gpu.backend.startswith("gpu")
+    np.testing.assert_allclose(gpu.array, cpu, atol=1e-4 * cpu.max())
