@@ -1,5 +1,6 @@
-//! TG-43 grid benchmark: 100 I-125 seeds (model 6711) on a 128 × 128 × 96 grid
-//! of 1 mm voxels (1.57 M voxels), permanent-implant dose.
+//! TG-43 grid benchmark: 100 I-125 seeds (model 6711) on grids of 1 mm voxels,
+//! 128 × 128 × 96 (1.57 M voxels) and 256 × 256 × 128 (8.4 M voxels),
+//! permanent-implant dose, CPU and (when an adapter exists) GPU.
 //!
 //! Throughput is reported in seed·voxel evaluations per second. `warm` reuses
 //! the engine (the tabulated kernel is cached, as when a planner moves seeds);
@@ -31,10 +32,23 @@ fn implant_100_seeds() -> Implant {
 }
 
 fn bench_tg43(c: &mut Criterion) {
+    // the foundation issue's case (1 mm, 1.57 M voxels) and the GPU issue's
+    // (256 × 256 × 128 at 1 mm, 8.4 M voxels)
+    for shape in [[96, 128, 128], [128, 256, 256]] {
+        bench_grid(c, shape);
+    }
+}
+
+fn bench_grid(c: &mut Criterion, shape: [usize; 3]) {
     let implant = implant_100_seeds();
-    let grid = Grid3::new([96, 128, 128], [1.0; 3], [-63.5, -63.5, -47.5]).expect("grid");
+    let origin = [
+        -(shape[2] as f64 - 1.0) / 2.0,
+        -(shape[1] as f64 - 1.0) / 2.0,
+        -(shape[0] as f64 - 1.0) / 2.0,
+    ];
+    let grid = Grid3::new(shape, [1.0; 3], origin).expect("grid");
     let evaluations = (implant.seeds().len() * grid.len()) as u64;
-    let mut group = c.benchmark_group("tg43_100_seeds_128x128x96");
+    let mut group = c.benchmark_group(format!("tg43_100_seeds_{}x{}x{}", shape[2], shape[1], shape[0]));
     group.sample_size(10);
     group.throughput(Throughput::Elements(evaluations));
     let engine = Engine::new(BackendChoice::Cpu).expect("cpu engine");
