@@ -48,7 +48,10 @@ fn bench_grid(c: &mut Criterion, shape: [usize; 3]) {
     ];
     let grid = Grid3::new(shape, [1.0; 3], origin).expect("grid");
     let evaluations = (implant.seeds().len() * grid.len()) as u64;
-    let mut group = c.benchmark_group(format!("tg43_100_seeds_{}x{}x{}", shape[2], shape[1], shape[0]));
+    let mut group = c.benchmark_group(format!(
+        "tg43_100_seeds_{}x{}x{}",
+        shape[2], shape[1], shape[0]
+    ));
     group.sample_size(10);
     group.throughput(Throughput::Elements(evaluations));
     let engine = Engine::new(BackendChoice::Cpu).expect("cpu engine");

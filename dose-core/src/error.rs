@@ -122,6 +122,14 @@ pub enum DoseError {
 /// Result alias of the core crate.
 pub type Result<T, E = DoseError> = std::result::Result<T, E>;
 
+/// Reads a text file, naming it in the error.
+pub(crate) fn read_text(path: &std::path::Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|source| DoseError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
 /// Checks that `value` is finite, naming `field` otherwise.
 pub(crate) fn finite(field: &str, value: f64) -> Result<f64> {
     if value.is_finite() {

@@ -111,3 +111,34 @@ fn gpu_matches_cpu_on_a_100_seed_implant() {
     let (worst, at) = compare(&a, &b);
     assert!(worst <= TOLERANCE, "worst {worst} at {at:?}");
 }
+
+/// `Auto` never runs on a software rasteriser (slower than the CPU backend)
+/// and falls back to the CPU when there is no adapter at all; `Gpu` is never
+/// silently replaced by the CPU.
+#[test]
+fn auto_uses_hardware_gpus_only() {
+    let auto = Engine::new(BackendChoice::Auto).unwrap();
+    match isodose_core::engine::gpu::GpuContext::new() {
+        Ok(ctx) if ctx.is_software() => {
+            assert!(
+                matches!(auto.backend(), BackendKind::Cpu { .. }),
+                "{:?}",
+                auto.backend()
+            );
+            assert!(matches!(
+                Engine::new(BackendChoice::Gpu).unwrap().backend(),
+                BackendKind::Gpu { .. }
+            ));
+        }
+        Ok(_) => assert!(matches!(auto.backend(), BackendKind::Gpu { .. })),
+        Err(_) => {
+            assert!(matches!(auto.backend(), BackendKind::Cpu { .. }));
+            assert!(Engine::new(BackendChoice::Gpu).is_err());
+        }
+    }
+    // proton calculations under Auto run on the CPU until the GPU kernels exist
+    assert!(matches!(
+        auto.pbs_backend().unwrap(),
+        BackendKind::Cpu { .. }
+    ));
+}

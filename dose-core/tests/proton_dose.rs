@@ -97,23 +97,8 @@ fn lateral_integral_of_a_spot_equals_the_idd() {
 /// distally to 80 % of its maximum.
 fn distal_80(d: &DoseGrid, y0: f64) -> f64 {
     let g = d.grid();
-    let (k, i) = (g.nz() / 2, g.nx() / 2);
-    let profile: Vec<f64> = (0..g.ny())
-        .map(|j| f64::from(d.data()[[k, j, i]]))
-        .collect();
-    let (jmax, max) = profile
-        .iter()
-        .enumerate()
-        .fold((0, 0.0), |a, (j, v)| if *v > a.1 { (j, *v) } else { a });
-    let level = 0.8 * max;
-    for j in jmax..profile.len() - 1 {
-        if profile[j] >= level && profile[j + 1] < level {
-            let t = (profile[j] - level) / (profile[j] - profile[j + 1]);
-            let y = g.index_to_world([k, j, i]).y + t * g.spacing_mm().y;
-            return y - y0;
-        }
-    }
-    panic!("no distal fall-off in the profile");
+    let x_centre = g.index_to_world([0, 0, g.nx() / 2]).x;
+    distal_80_at_x(d, y0, x_centre)
 }
 
 /// A slab of RSP `rsp` from depth `from` to `to` mm, across the whole phantom.

@@ -36,7 +36,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::error::{DoseError, Result};
+use crate::error::{DoseError, Result, read_text};
 use crate::physics::mcs::HighlandParams;
 use crate::physics::table::lerp_clamped;
 
@@ -340,11 +340,7 @@ impl ProtonMachine {
     /// scattering in the patient are isodose's water values.
     pub fn from_json_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| DoseError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::from_json_str(&text, &path.display().to_string())
+        Self::from_json_str(&read_text(path)?, &path.display().to_string())
     }
 
     /// Parses a machine file's text; `origin` names it in errors.

@@ -42,7 +42,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::interp::{Table1, Table2};
-use crate::error::{DoseError, Result};
+use crate::error::{DoseError, Result, read_text};
 
 /// The format tag every seed file must carry.
 pub const SEED_FORMAT: &str = "isodose-tg43-seed/1";
@@ -207,11 +207,7 @@ impl SeedModel {
     /// Reads a seed file (format above).
     pub fn from_json_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| DoseError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::from_json_str(&text, &path.display().to_string())
+        Self::from_json_str(&read_text(path)?, &path.display().to_string())
     }
 
     /// Catalogue key, e.g. `"Amersham6711"`.
