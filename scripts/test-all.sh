@@ -54,6 +54,6 @@ if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
-"$VENV/bin/python" -m pip install -q "maturin>=1.7,<2" pytest numpy scipy
+"$VENV/bin/python" -m pip install -q "maturin>=1.7,<2" pytest numpy scipy pydicom
 "$VENV/bin/python" -m pip install -q ./python
 "$VENV/bin/python" -m pytest -q python/tests

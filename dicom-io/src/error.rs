@@ -35,6 +35,15 @@ pub enum DicomIoError {
         /// What is inconsistent.
         reason: String,
     },
+    /// The file cannot be opened.
+    #[error("cannot open {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
     /// An error of the core crate (invalid grid, invalid plan...).
     #[error(transparent)]
     Core(#[from] isodose_core::DoseError),

@@ -4,9 +4,11 @@
 //! brachytherapy RT Plan and RTDOSE. This crate depends on `isodose-core`,
 //! never the reverse.
 //!
-//! The readers and writers land with the DICOM-RT issue; until then this crate
-//! only fixes its place in the workspace and its error type.
+//! Today: RTDOSE reading and writing ([`rtdose`]). The other readers land
+//! with the DICOM-RT work.
 
 mod error;
+pub mod rtdose;
 
 pub use error::DicomIoError;
+pub use rtdose::{DoseContext, RtDose, read_rtdose, write_rtdose};

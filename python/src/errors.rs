@@ -34,6 +34,21 @@ pub fn to_py(py: Python<'_>, e: DoseError) -> PyErr {
     }
 }
 
+/// The Python exception for a DICOM error.
+pub fn dicom_to_py(py: Python<'_>, e: isodose_dicom::DicomIoError) -> PyErr {
+    match e {
+        isodose_dicom::DicomIoError::Core(core) => to_py(py, core),
+        isodose_dicom::DicomIoError::Io { ref source, .. }
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            PyFileNotFoundError::new_err(e.to_string())
+        }
+        isodose_dicom::DicomIoError::Io { .. } => PyOSError::new_err(e.to_string()),
+        // DicomIoError is #[non_exhaustive]: every other kind is a file problem
+        other => raise(py, "DicomError", other.to_string()),
+    }
+}
+
 /// An `isodose.errors.InputError` with `message`.
 pub fn input_error(py: Python<'_>, message: String) -> PyErr {
     raise(py, "InputError", message)

@@ -18,7 +18,7 @@ use isodose_core::tg43::{Formalism, Implant, Seed, SeedCatalogue, Technique, dos
 use isodose_core::{
     BackendChoice, CtVolume, DEFAULT_DIJ_LIMIT_BYTES, DoseGrid, Engine, Grid3, Volume,
 };
-use numpy::{PyArray1, PyArray3, PyReadonlyArray1};
+use numpy::{PyArray1, PyArray3, PyArrayMethods, PyReadonlyArray1};
 use pyo3::prelude::*;
 
 use errors::IntoPy;
@@ -629,13 +629,39 @@ fn proton_dij_parts<'py>(
     ))
 }
 
+/// Reads an RTDOSE file as a Dose (in the file's units, normally Gy).
+#[pyfunction]
+fn read_dose(py: Python<'_>, path: std::path::PathBuf) -> PyResult<PyDose> {
+    let rd = py
+        .detach(|| isodose_dicom::read_rtdose(&path))
+        .map_err(|e| errors::dicom_to_py(py, e))?;
+    Ok(PyDose::from_rust(
+        py,
+        rd.dose,
+        format!("file ({} {} {})", rd.units, rd.dose_type, rd.summation),
+    ))
+}
+
+/// Writes a Dose (Gy) as an RTDOSE file; returns its SOP instance UID.
+#[pyfunction]
+fn write_dose(py: Python<'_>, dose: &PyDose, path: std::path::PathBuf) -> PyResult<String> {
+    let data = dose.array.bind(py).readonly().as_array().to_owned();
+    let grid = dose.grid.clone();
+    let volume = Volume::new(grid, data).py_err(py)?;
+    py.detach(|| {
+        isodose_dicom::write_rtdose(&path, &volume, &isodose_dicom::DoseContext::default())
+    })
+    .map_err(|e| errors::dicom_to_py(py, e))
+}
+
 /// The native part of the `isodose` package.
 #[pymodule(gil_used = false)]
 mod _isodose {
     #[pymodule_export]
     use super::{
         PyCtImage, PyDose, PyGrid, PyImplant, PyProtonBeam, PyProtonMachine, PyProtonPlan,
-        PyRangeShifter, brachy_dose, proton_dij_parts, proton_dose, seed_models, tg43_dose_rate,
+        PyRangeShifter, brachy_dose, proton_dij_parts, proton_dose, read_dose, seed_models,
+        tg43_dose_rate, write_dose,
     };
     use pyo3::prelude::*;
 

@@ -29,7 +29,9 @@ from isodose._isodose import (
     __version__,
     brachy_dose,
     proton_dose,
+    read_dose,
     seed_models,
+    write_dose,
 )
 from isodose.errors import DicomError, GpuError, InputError, IsodoseError
 
@@ -48,6 +50,8 @@ __all__ = [
     "ProtonPlan",
     "proton_dose",
     "proton_dij",
+    "read_dose",
+    "write_dose",
     "IsodoseError",
     "InputError",
     "DicomError",

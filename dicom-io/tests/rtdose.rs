@@ -1,0 +1,110 @@
+//! RTDOSE reading (a real RayStation export) and writing (round trips).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use isodose_core::{Grid3, Volume};
+use isodose_dicom::{DoseContext, read_rtdose, write_rtdose};
+use ndarray::Array3;
+
+const RAYSTATION_RD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/aptg_sobp_RD.dcm");
+
+/// The facts pydicom printed for this file (tests/data/README.md).
+#[test]
+fn reads_a_raystation_rtdose() {
+    let rd = read_rtdose(RAYSTATION_RD).unwrap();
+    let g = rd.dose.grid();
+    assert_eq!(g.shape(), [107, 105, 105]);
+    let s = g.spacing_mm();
+    assert_eq!((s.x, s.y, s.z), (2.0, 2.0, 2.0));
+    let o = g.origin_mm();
+    assert_eq!((o.x, o.y, o.z), (-103.5, -103.5, -106.0));
+    assert_eq!(
+        (
+            rd.units.as_str(),
+            rd.dose_type.as_str(),
+            rd.summation.as_str()
+        ),
+        ("GY", "PHYSICAL", "PLAN")
+    );
+    assert!((rd.scaling - 3.021923e-5).abs() < 1e-12);
+    let max = rd.dose.data().iter().fold(0.0f32, |m, v| m.max(*v));
+    assert!((max - 1.98).abs() < 0.005, "max {max}");
+    assert_eq!(
+        rd.referenced_plan_uid.as_deref(),
+        Some("1.2.752.243.1.1.20221209141208883.9000.73261")
+    );
+    assert_eq!(
+        rd.frame_of_reference_uid.as_deref(),
+        Some("1.2.826.0.1.3680043.8.176.20111122133550298.11.1427180504")
+    );
+}
+
+#[test]
+fn write_then_read_round_trips_within_half_the_scaling() {
+    let grid = Grid3::new([4, 5, 6], [1.5, 2.0, 2.5], [-10.0, 20.0, -5.0]).unwrap();
+    let data = Array3::from_shape_fn((4, 5, 6), |(k, j, i)| {
+        ((k * 30 + j * 6 + i) as f32).sin().abs() * 3.7
+    });
+    let dose = Volume::new(grid, data).unwrap();
+    let dir = std::env::temp_dir().join(format!("isodose-rd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("RD.dcm");
+    let context = DoseContext {
+        referenced_plan_uid: Some("1.2.3.4".into()),
+        patient_id: "PHANTOM".into(),
+        ..DoseContext::default()
+    };
+    write_rtdose(&path, &dose, &context).unwrap();
+    let back = read_rtdose(&path).unwrap();
+    assert_eq!(back.dose.grid(), dose.grid());
+    assert_eq!(back.referenced_plan_uid.as_deref(), Some("1.2.3.4"));
+    let worst = dose
+        .data()
+        .iter()
+        .zip(back.dose.data().iter())
+        .fold(0.0f64, |m, (a, b)| {
+            m.max((f64::from(*a) - f64::from(*b)).abs())
+        });
+    // f32 storage limits the comparison to ~2e-7 relative of 3.7 Gy
+    assert!(
+        worst <= back.scaling / 2.0 + 3.7 * 2e-7,
+        "worst {worst}, scaling {}",
+        back.scaling
+    );
+    // and the real file survives a rewrite
+    let rd = read_rtdose(RAYSTATION_RD).unwrap();
+    let path2 = dir.join("RD2.dcm");
+    write_rtdose(&path2, &rd.dose, &DoseContext::default()).unwrap();
+    let again = read_rtdose(&path2).unwrap();
+    assert_eq!(again.dose.grid(), rd.dose.grid());
+    let max = rd.dose.data().iter().fold(0.0f32, |m, v| m.max(*v));
+    for (a, b) in rd.dose.data().iter().zip(again.dose.data().iter()) {
+        assert!((a - b).abs() <= 1e-6 * max);
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bad_files_are_clear_errors() {
+    let dir = std::env::temp_dir().join(format!("isodose-rd-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // not DICOM at all
+    let text = dir.join("notes.txt");
+    std::fs::write(&text, "not a dicom file").unwrap();
+    let err = read_rtdose(&text).unwrap_err().to_string();
+    assert!(err.contains("notes.txt"), "{err}");
+    // truncated pixel data
+    let bytes = std::fs::read(RAYSTATION_RD).unwrap();
+    let cut = dir.join("truncated.dcm");
+    std::fs::write(&cut, &bytes[..bytes.len() - 10_000]).unwrap();
+    let err = read_rtdose(&cut).unwrap_err().to_string();
+    assert!(err.contains("truncated.dcm"), "{err}");
+    // a missing file
+    assert!(
+        read_rtdose(dir.join("absent.dcm"))
+            .unwrap_err()
+            .to_string()
+            .contains("absent.dcm")
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

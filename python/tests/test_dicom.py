@@ -1,0 +1,48 @@
+"""RTDOSE in and out, checked with pydicom (an independent DICOM reader)."""
+
+import numpy as np
+import pydicom
+import pytest
+
+import isodose
+from conftest import REPO
+
+RAYSTATION_RD = REPO / "dicom-io" / "tests" / "data" / "aptg_sobp_RD.dcm"
+
+
+def test_read_dose_agrees_with_pydicom():
+    dose = isodose.read_dose(RAYSTATION_RD)
+    ds = pydicom.dcmread(RAYSTATION_RD)
+    expected = ds.pixel_array.astype(np.float64) * float(ds.DoseGridScaling)
+    assert dose.array.shape == expected.shape == (107, 105, 105)
+    np.testing.assert_allclose(dose.array, expected, rtol=1e-6, atol=1e-9)
+    assert dose.grid.origin_mm == tuple(float(v) for v in ds.ImagePositionPatient)
+    assert "GY PHYSICAL PLAN" in dose.backend
+
+
+def test_written_rtdose_reads_in_pydicom(tmp_path):
+    grid = isodose.Grid((3, 4, 5), (2.0, 2.5, 3.0), (-4.0, -5.0, 6.0))
+    rng = np.random.default_rng(7)
+    array = rng.uniform(0, 2.5, size=(3, 4, 5)).astype(np.float32)
+    path = tmp_path / "RD.dcm"
+    uid = isodose.write_dose(isodose.Dose(array, grid), path)
+    ds = pydicom.dcmread(path)
+    assert ds.Modality == "RTDOSE" and ds.SOPInstanceUID == uid
+    assert ds.DoseUnits == "GY" and ds.DoseType == "PHYSICAL"
+    pixels = ds.pixel_array.astype(np.float64) * float(ds.DoseGridScaling)
+    assert pixels.shape == (3, 4, 5)
+    np.testing.assert_allclose(pixels, array, atol=float(ds.DoseGridScaling) / 2 + 1e-6)
+    # PixelSpacing is (row = y, column = x); frames advance along z
+    assert [float(v) for v in ds.PixelSpacing] == [2.5, 2.0]
+    assert [float(v) for v in ds.GridFrameOffsetVector] == [0.0, 3.0, 6.0]
+    back = isodose.read_dose(path)
+    np.testing.assert_allclose(back.array, array, atol=1e-6)
+
+
+def test_dicom_errors(tmp_path):
+    bad = tmp_path / "bad.dcm"
+    bad.write_text("not DICOM")
+    with pytest.raises(isodose.DicomError, match="bad.dcm"):
+        isodose.read_dose(bad)
+    with pytest.raises(FileNotFoundError):
+        isodose.read_dose(tmp_path / "missing.dcm")
