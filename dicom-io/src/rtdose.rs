@@ -45,7 +45,7 @@ pub struct RtDose {
     pub frame_of_reference_uid: Option<String>,
 }
 
-fn tag_name(tag: Tag) -> String {
+pub(crate) fn tag_name(tag: Tag) -> String {
     use dicom_core::dictionary::DataDictionary;
     let name = dicom_dictionary_std::StandardDataDictionary
         .by_tag(tag)

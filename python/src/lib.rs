@@ -629,6 +629,20 @@ fn proton_dij_parts<'py>(
     ))
 }
 
+/// Reads the CT series of a folder (HU) as a CtImage.
+#[pyfunction]
+#[pyo3(signature = (folder, series_uid = None))]
+fn read_ct(
+    py: Python<'_>,
+    folder: std::path::PathBuf,
+    series_uid: Option<String>,
+) -> PyResult<PyCtImage> {
+    let ct = py
+        .detach(|| isodose_dicom::read_ct(&folder, series_uid.as_deref()))
+        .map_err(|e| errors::dicom_to_py(py, e))?;
+    Ok(PyCtImage { ct: Arc::new(ct) })
+}
+
 /// Reads an RTDOSE file as a Dose (in the file's units, normally Gy).
 #[pyfunction]
 fn read_dose(py: Python<'_>, path: std::path::PathBuf) -> PyResult<PyDose> {
@@ -660,8 +674,8 @@ mod _isodose {
     #[pymodule_export]
     use super::{
         PyCtImage, PyDose, PyGrid, PyImplant, PyProtonBeam, PyProtonMachine, PyProtonPlan,
-        PyRangeShifter, brachy_dose, proton_dij_parts, proton_dose, read_dose, seed_models,
-        tg43_dose_rate, write_dose,
+        PyRangeShifter, brachy_dose, proton_dij_parts, proton_dose, read_ct, read_dose,
+        seed_models, tg43_dose_rate, write_dose,
     };
     use pyo3::prelude::*;
 

@@ -46,3 +46,18 @@ def test_dicom_errors(tmp_path):
         isodose.read_dose(bad)
     with pytest.raises(FileNotFoundError):
         isodose.read_dose(tmp_path / "missing.dcm")
+
+
+def test_read_ct_agrees_with_pydicom(tmp_path):
+    import tarfile
+
+    with tarfile.open(REPO / "dicom-io" / "tests" / "data" / "CT.HeadPhantom_177_slices.tar.gz") as t:
+        t.extractall(tmp_path, filter="data")
+    folder = tmp_path / "CT"
+    ct = isodose.read_ct(folder)
+    assert ct.grid.shape == (177, 512, 512)
+    # slice 50 (1-based instance 50 is the 50th by position: z from -139 mm)
+    ds = pydicom.dcmread(folder / "CT.HeadPhantom.50.dcm")
+    hu = ds.pixel_array.astype(np.float64) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    k = round((float(ds.ImagePositionPatient[2]) - ct.grid.origin_mm[2]) / ct.grid.spacing_mm[2])
+    np.testing.assert_array_equal(ct.hu[k], hu.astype(np.float32))

@@ -1,0 +1,298 @@
+//! CT series: a folder of CT Image Storage files → a [`CtVolume`] in HU.
+//!
+//! Files that are not DICOM, or DICOM objects other than CT images (an
+//! RTSTRUCT or a plan in the same folder), are passed over. The CT slices
+//! are grouped by SeriesInstanceUID (several series: an error listing them,
+//! unless one is chosen), sorted by position along the slice normal, and
+//! checked: axis-aligned orientation (a tilted gantry or an oblique series is
+//! an error naming the file), equal rows, columns and pixel spacing, and
+//! uniform slice spacing (a missing slice is an error naming its neighbours).
+//! Pixel values are mapped to HU with each slice's RescaleSlope and
+//! RescaleIntercept. Uncompressed little-endian transfer syntaxes only.
+
+use std::path::{Path, PathBuf};
+
+use dicom_core::Tag;
+use dicom_dictionary_std::{tags, uids};
+use dicom_object::open_file;
+use isodose_core::{CtVolume, Grid3, Volume};
+use ndarray::Array3;
+use rayon::prelude::*;
+
+use crate::error::DicomIoError;
+use crate::rtdose::tag_name;
+
+type Result<T> = std::result::Result<T, DicomIoError>;
+
+/// SOP class UID of CT Image Storage.
+pub const CT_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.2";
+
+/// One CT slice, decoded.
+struct Slice {
+    path: PathBuf,
+    series: String,
+    position: [f64; 3],
+    orientation: Vec<f64>,
+    spacing: [f64; 2],
+    rows: usize,
+    cols: usize,
+    hu: Vec<f32>,
+}
+
+fn bad(path: &Path, tag: Tag, value: impl Into<String>, reason: impl Into<String>) -> DicomIoError {
+    DicomIoError::BadValue {
+        path: path.to_owned(),
+        tag: tag_name(tag),
+        value: value.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Reads a CT slice; `Ok(None)` for files that are not CT images.
+fn read_slice(path: &Path) -> Result<Option<Slice>> {
+    let Ok(file) = open_file(path) else {
+        return Ok(None);
+    };
+    let text = |tag: Tag| -> Option<String> {
+        file.element_opt(tag)
+            .ok()
+            .flatten()
+            .and_then(|e| e.to_str().ok())
+            .map(|s| s.trim().trim_end_matches('\0').to_owned())
+    };
+    if text(tags::SOP_CLASS_UID).as_deref() != Some(CT_IMAGE_STORAGE) {
+        return Ok(None);
+    }
+    let ts = file.meta().transfer_syntax().trim_end_matches('\0');
+    if ![
+        uids::IMPLICIT_VR_LITTLE_ENDIAN,
+        uids::EXPLICIT_VR_LITTLE_ENDIAN,
+    ]
+    .contains(&ts)
+    {
+        return Err(bad(
+            path,
+            Tag(0x0002, 0x0010),
+            ts,
+            "unsupported transfer syntax: only uncompressed little endian is read",
+        ));
+    }
+    let missing = |tag: Tag| DicomIoError::MissingTag {
+        path: path.to_owned(),
+        tag: tag_name(tag),
+    };
+    let floats = |tag: Tag| -> Result<Vec<f64>> {
+        let e = file
+            .element_opt(tag)
+            .ok()
+            .flatten()
+            .ok_or_else(|| missing(tag))?;
+        let v = e
+            .to_multi_float64()
+            .map_err(|err| bad(path, tag, e.to_str().unwrap_or_default(), err.to_string()))?;
+        if v.iter().any(|x| !x.is_finite()) {
+            return Err(bad(path, tag, format!("{v:?}"), "values must be finite"));
+        }
+        Ok(v)
+    };
+    let int = |tag: Tag| -> Result<u32> {
+        let e = file
+            .element_opt(tag)
+            .ok()
+            .flatten()
+            .ok_or_else(|| missing(tag))?;
+        e.to_int::<u32>()
+            .map_err(|err| bad(path, tag, e.to_str().unwrap_or_default(), err.to_string()))
+    };
+    let position = floats(tags::IMAGE_POSITION_PATIENT)?;
+    let orientation = floats(tags::IMAGE_ORIENTATION_PATIENT)?;
+    let spacing = floats(tags::PIXEL_SPACING)?;
+    if position.len() != 3 || orientation.len() != 6 || spacing.len() != 2 {
+        return Err(bad(
+            path,
+            tags::IMAGE_POSITION_PATIENT,
+            format!("{position:?} {orientation:?} {spacing:?}"),
+            "wrong multiplicity",
+        ));
+    }
+    let rows = int(tags::ROWS)? as usize;
+    let cols = int(tags::COLUMNS)? as usize;
+    let bits = int(tags::BITS_ALLOCATED)?;
+    let signed = int(tags::PIXEL_REPRESENTATION)? == 1;
+    if bits != 16 {
+        return Err(bad(
+            path,
+            tags::BITS_ALLOCATED,
+            bits.to_string(),
+            "only 16-bit CT pixels are supported",
+        ));
+    }
+    let slope = floats(tags::RESCALE_SLOPE).map_or(Ok(1.0), |v| Ok::<f64, DicomIoError>(v[0]))?;
+    let intercept =
+        floats(tags::RESCALE_INTERCEPT).map_or(Ok(0.0), |v| Ok::<f64, DicomIoError>(v[0]))?;
+    let pixels = file
+        .element_opt(tags::PIXEL_DATA)
+        .ok()
+        .flatten()
+        .ok_or_else(|| missing(tags::PIXEL_DATA))?;
+    let bytes = pixels
+        .to_bytes()
+        .map_err(|e| bad(path, tags::PIXEL_DATA, "?", e.to_string()))?;
+    let n = rows * cols;
+    if bytes.len() < 2 * n {
+        return Err(bad(
+            path,
+            tags::PIXEL_DATA,
+            format!("{} bytes", bytes.len()),
+            format!(
+                "{rows} x {cols} pixels need {} bytes (truncated file?)",
+                2 * n
+            ),
+        ));
+    }
+    let hu = bytes[..2 * n]
+        .chunks_exact(2)
+        .map(|c| {
+            let raw = if signed {
+                f64::from(i16::from_le_bytes([c[0], c[1]]))
+            } else {
+                f64::from(u16::from_le_bytes([c[0], c[1]]))
+            };
+            (raw * slope + intercept) as f32
+        })
+        .collect();
+    Ok(Some(Slice {
+        path: path.to_owned(),
+        series: text(tags::SERIES_INSTANCE_UID).unwrap_or_default(),
+        position: [position[0], position[1], position[2]],
+        orientation,
+        spacing: [spacing[0], spacing[1]],
+        rows,
+        cols,
+        hu,
+    }))
+}
+
+/// Reads the CT series in `folder` (the only one, or the one with
+/// SeriesInstanceUID `series_uid`).
+pub fn read_ct(folder: impl AsRef<Path>, series_uid: Option<&str>) -> Result<CtVolume> {
+    let folder = folder.as_ref();
+    let entries = std::fs::read_dir(folder).map_err(|source| DicomIoError::Io {
+        path: folder.to_owned(),
+        source,
+    })?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    paths.sort();
+    let slices: Vec<Slice> = paths
+        .par_iter()
+        .map(|p| read_slice(p))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+        .collect();
+    let inconsistent = |reason: String| DicomIoError::Inconsistent {
+        path: folder.to_owned(),
+        reason,
+    };
+    if slices.is_empty() {
+        return Err(inconsistent("no CT image files in the folder".into()));
+    }
+    let mut series: Vec<&str> = slices.iter().map(|s| s.series.as_str()).collect();
+    series.sort_unstable();
+    series.dedup();
+    let chosen = match (series_uid, series.as_slice()) {
+        (Some(uid), _) if series.contains(&uid) => uid.to_owned(),
+        (Some(uid), _) => {
+            return Err(inconsistent(format!(
+                "no CT series {uid}; the folder holds {}",
+                series.join(", ")
+            )));
+        }
+        (None, [one]) => (*one).to_owned(),
+        (None, many) => {
+            return Err(inconsistent(format!(
+                "{} CT series in the folder ({}); choose one by SeriesInstanceUID",
+                many.len(),
+                many.join(", ")
+            )));
+        }
+    };
+    let mut slices: Vec<Slice> = slices.into_iter().filter(|s| s.series == chosen).collect();
+    slices.sort_by(|a, b| a.position[2].total_cmp(&b.position[2]));
+    let first = &slices[0];
+    for s in &slices {
+        let axis_aligned = s
+            .orientation
+            .iter()
+            .zip([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+            .all(|(a, b)| (a - b).abs() < 1e-4);
+        if !axis_aligned {
+            return Err(bad(
+                &s.path,
+                tags::IMAGE_ORIENTATION_PATIENT,
+                format!("{:?}", s.orientation),
+                "only axial, axis-aligned slices (1,0,0,0,1,0) are supported: no gantry tilt or oblique series",
+            ));
+        }
+        if s.rows != first.rows
+            || s.cols != first.cols
+            || (s.spacing[0] - first.spacing[0]).abs() > 1e-6
+            || (s.spacing[1] - first.spacing[1]).abs() > 1e-6
+        {
+            return Err(inconsistent(format!(
+                "slice {} is {}x{} at {:?} mm but {} is {}x{} at {:?} mm",
+                s.path.display(),
+                s.rows,
+                s.cols,
+                s.spacing,
+                first.path.display(),
+                first.rows,
+                first.cols,
+                first.spacing
+            )));
+        }
+        if (s.position[0] - first.position[0]).abs() > 1e-3
+            || (s.position[1] - first.position[1]).abs() > 1e-3
+        {
+            return Err(inconsistent(format!(
+                "slice {} is shifted in x/y against {}",
+                s.path.display(),
+                first.path.display()
+            )));
+        }
+    }
+    let nz = slices.len();
+    let dz = if nz > 1 {
+        slices[1].position[2] - slices[0].position[2]
+    } else {
+        1.0
+    };
+    for w in slices.windows(2) {
+        let gap = w[1].position[2] - w[0].position[2];
+        if (gap - dz).abs() > 1e-3 * dz.abs().max(1.0) || gap <= 0.0 {
+            return Err(inconsistent(format!(
+                "slice spacing is not uniform: {} (z = {}) to {} (z = {}) is {gap} mm, the first gap is {dz} mm (missing or duplicated slice?)",
+                w[0].path.display(),
+                w[0].position[2],
+                w[1].path.display(),
+                w[1].position[2]
+            )));
+        }
+    }
+    let (rows, cols) = (first.rows, first.cols);
+    let grid = Grid3::new(
+        [nz, rows, cols],
+        [first.spacing[1], first.spacing[0], dz],
+        first.position,
+    )?;
+    let mut data = Vec::with_capacity(nz * rows * cols);
+    for s in &slices {
+        data.extend_from_slice(&s.hu);
+    }
+    let array =
+        Array3::from_shape_vec((nz, rows, cols), data).map_err(|e| inconsistent(e.to_string()))?;
+    Ok(Volume::new(grid, array)?)
+}
