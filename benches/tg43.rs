@@ -9,7 +9,7 @@
 #![allow(clippy::expect_used)]
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use isodose::tg43::{Implant, Seed, SeedCatalogue, Technique};
+use isodose::tg43::{Implant, SeedCatalogue};
 use isodose::{BackendChoice, Engine, Grid3};
 use std::hint::black_box;
 
@@ -18,17 +18,7 @@ fn implant_100_seeds() -> Implant {
         .get("Amersham6711")
         .expect("built-in model")
         .clone();
-    // 100 seeds on needles of a 5 mm template inside a 45 mm region
-    let seeds = (0..100)
-        .map(|i| {
-            let needle = i / 5;
-            let x = -20.0 + 10.0 * f64::from(needle % 5);
-            let y = -15.0 + 7.5 * f64::from(needle / 5);
-            let z = -20.0 + 10.0 * f64::from(i % 5);
-            Seed::new([x, y, z], None, 0.5).expect("valid seed")
-        })
-        .collect();
-    Implant::new(model, seeds, Technique::Permanent, 0.0).expect("valid implant")
+    isodose::phantom::benchmark_implant(model).expect("valid implant")
 }
 
 fn bench_tg43(c: &mut Criterion) {

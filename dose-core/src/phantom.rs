@@ -192,6 +192,22 @@ mod tests {
     }
 }
 
+/// The TG-43 benchmark implant: 100 seeds of `model` at 0.5 U on 20 needles
+/// (5 seeds each, 10 mm apart along z) spread over a 40 × 30 × 40 mm region
+/// around the origin, permanent.
+pub fn benchmark_implant(model: SeedModel) -> Result<Implant> {
+    let seeds = (0..100)
+        .map(|i| {
+            let needle = i / 5;
+            let x = -20.0 + 10.0 * f64::from(needle % 5);
+            let y = -15.0 + 7.5 * f64::from(needle / 5);
+            let z = -20.0 + 10.0 * f64::from(i % 5);
+            Seed::new([x, y, z], None, 0.5)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Implant::new(model, seeds, Technique::Permanent, 0.0)
+}
+
 /// The proton reference field case (benchmarks, demo): a water phantom of
 /// 81 (x) × 150 (y) × 81 (z) voxels at 2 mm (HU 0), its anterior surface at
 /// y = 0; one beam at gantry 0 entering along +y; a 50 mm cube target centred

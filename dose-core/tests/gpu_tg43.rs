@@ -92,16 +92,7 @@ fn gpu_matches_cpu_on_a_100_seed_implant() {
         .get("Amersham6711")
         .unwrap()
         .clone();
-    let seeds = (0..100)
-        .map(|i| {
-            let needle = i / 5;
-            let x = -20.0 + 10.0 * f64::from(needle % 5);
-            let y = -15.0 + 7.5 * f64::from(needle / 5);
-            let z = -20.0 + 10.0 * f64::from(i % 5);
-            Seed::new([x, y, z], None, 0.5).unwrap()
-        })
-        .collect();
-    let implant = Implant::new(model, seeds, Technique::Permanent, 0.0).unwrap();
+    let implant = isodose_core::phantom::benchmark_implant(model).unwrap();
     let grid = Grid3::new([48, 64, 64], [2.0; 3], [-63.0, -63.0, -47.0]).unwrap();
     let a = Engine::new(BackendChoice::Cpu)
         .unwrap()
