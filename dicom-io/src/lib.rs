@@ -4,13 +4,17 @@
 //! brachytherapy RT Plan and RTDOSE. This crate depends on `isodose-core`,
 //! never the reverse.
 //!
-//! Today: CT series ([`ct`]) and RTDOSE reading and writing ([`rtdose`]).
-//! The RTSTRUCT and plan readers land with the rest of the DICOM-RT work.
+//! Today: CT series ([`ct`]), RT Ion Plans ([`rt_ion_plan`], in MU) and
+//! RTDOSE reading and writing ([`rtdose`]). RTSTRUCT, brachytherapy plans and
+//! the conversion of ion plans to isodose plans land with the rest of the
+//! DICOM-RT work.
 
 pub mod ct;
 mod error;
+pub mod rt_ion_plan;
 pub mod rtdose;
 
 pub use ct::read_ct;
 pub use error::DicomIoError;
+pub use rt_ion_plan::{IonBeam, IonLayer, IonPlan, RangeShifterSetting, read_ion_plan};
 pub use rtdose::{DoseContext, RtDose, read_rtdose, write_rtdose};
