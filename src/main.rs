@@ -31,6 +31,12 @@ enum Command {
         #[arg(long, default_value = "auto")]
         backend: String,
     },
+    /// Summarise DICOM files and CT folders: what each holds, at a glance.
+    Info {
+        /// RTDOSE or RT Ion Plan files, or folders holding a CT series.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
     /// List the TG-43 seed models shipped with isodose, or load a seed file.
     Seeds {
         /// A seed file (isodose-tg43-seed/1 JSON) to validate and summarise.
@@ -42,6 +48,24 @@ enum Command {
 fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
         Command::Demo { out, backend } => demo::run(&out, BackendChoice::parse(&backend)?),
+        Command::Info { paths } => {
+            let mut text = String::new();
+            let mut failed = 0;
+            for path in &paths {
+                match info(path) {
+                    Ok(summary) => writeln!(text, "{}: {summary}", path.display())?,
+                    Err(e) => {
+                        failed += 1;
+                        writeln!(text, "{}: error: {e}", path.display())?;
+                    }
+                }
+            }
+            print_stdout(&text)?;
+            if failed > 0 {
+                return Err(format!("{failed} of {} paths could not be read", paths.len()).into());
+            }
+            Ok(())
+        }
         Command::Seeds { file } => {
             let models = match file {
                 Some(path) => vec![isodose::tg43::SeedModel::from_json_file(path)?],
@@ -71,6 +95,71 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             print_stdout(&text)
         }
     }
+}
+
+/// One line on what a DICOM file or CT folder holds.
+fn info(path: &std::path::Path) -> Result<String, Box<dyn std::error::Error>> {
+    if path.is_dir() {
+        let ct = isodose::dicom::read_ct(path, None)?;
+        let g = ct.grid();
+        let [nz, ny, nx] = g.shape();
+        let s = g.spacing_mm();
+        let o = g.origin_mm();
+        let (lo, hi) = ct
+            .data()
+            .iter()
+            .fold((f32::MAX, f32::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
+        return Ok(format!(
+            "CT series, {nx} x {ny} x {nz} voxels at {:.3} x {:.3} x {:.3} mm, first voxel ({:.2}, {:.2}, {:.2}) mm, HU {lo} to {hi}",
+            s.x, s.y, s.z, o.x, o.y, o.z
+        ));
+    }
+    if let Ok(plan) = isodose::dicom::read_ion_plan(path) {
+        let beams: Vec<String> = plan
+            .beams
+            .iter()
+            .map(|b| {
+                let (lo, hi) = b.layers.iter().fold((f64::MAX, f64::MIN), |(a, c), l| {
+                    (a.min(l.energy_mev), c.max(l.energy_mev))
+                });
+                let rs = if b.layers.iter().any(|l| !l.range_shifters.is_empty()) {
+                    ", range shifter"
+                } else {
+                    ""
+                };
+                format!(
+                    "'{}' gantry {} couch {}: {} layers {lo}-{hi} MeV, {} spots, {:.2} MU{rs}",
+                    b.name,
+                    b.gantry_deg,
+                    b.couch_deg,
+                    b.layers.len(),
+                    b.spot_count(),
+                    b.meterset_mu
+                )
+            })
+            .collect();
+        return Ok(format!(
+            "RT Ion Plan '{}', {} fraction(s), {} beam(s): {}",
+            plan.label,
+            plan.fractions,
+            plan.beams.len(),
+            beams.join("; ")
+        ));
+    }
+    let rd = isodose::dicom::read_rtdose(path)?;
+    let g = rd.dose.grid();
+    let [nz, ny, nx] = g.shape();
+    let max = rd.dose.data().iter().fold(0.0f32, |m, v| m.max(*v));
+    Ok(format!(
+        "RTDOSE {} {} {}, {nx} x {ny} x {nz} voxels at {:?} mm, max {max:.4}{}",
+        rd.units,
+        rd.dose_type,
+        rd.summation,
+        [g.spacing_mm().x, g.spacing_mm().y, g.spacing_mm().z],
+        rd.referenced_plan_uid
+            .map(|u| format!(", plan {u}"))
+            .unwrap_or_default()
+    ))
 }
 
 /// Writes `text` to standard output. A closed pipe (`isodose demo | head`)

@@ -126,3 +126,36 @@ fn seeds_lists_every_shipped_model() {
         .unwrap();
     assert!(line.contains("0.9650"), "{line}");
 }
+
+#[test]
+fn info_summarises_dicom_files() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("dicom-io/tests/data");
+    let result = isodose()
+        .arg("info")
+        .arg(data.join("aptg_sobp_RD.dcm"))
+        .arg(data.join("dcpt_head_RN.dcm"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert!(result.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("RTDOSE GY PHYSICAL PLAN, 105 x 105 x 107 voxels"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("RT Ion Plan 'Brain_fin2', 5 fraction(s), 3 beam(s)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("'Field 1' gantry 0 couch 0: 24 layers"),
+        "{stdout}"
+    );
+    // a file that is neither: non-zero exit, the error names it
+    let result = isodose()
+        .arg("info")
+        .arg(data.join("README.md"))
+        .output()
+        .unwrap();
+    assert!(!result.status.success());
+    assert!(String::from_utf8_lossy(&result.stdout).contains("README.md: error"));
+}
