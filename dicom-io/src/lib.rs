@@ -13,8 +13,10 @@ pub mod ct;
 mod error;
 pub mod rt_ion_plan;
 pub mod rtdose;
+pub mod rtstruct;
 
 pub use ct::read_ct;
 pub use error::DicomIoError;
 pub use rt_ion_plan::{IonBeam, IonLayer, IonPlan, RangeShifterSetting, read_ion_plan};
 pub use rtdose::{DoseContext, RtDose, read_rtdose, write_rtdose};
+pub use rtstruct::{Contour, Roi, read_rtstruct};

@@ -643,6 +643,31 @@ fn read_ct(
     Ok(PyCtImage { ct: Arc::new(ct) })
 }
 
+/// Masks of the ROIs of an RTSTRUCT on a grid: dict ROI name -> bool array
+/// (z, y, x). ROIs without closed contours give empty masks.
+#[pyfunction]
+fn read_rtstruct<'py>(
+    py: Python<'py>,
+    path: std::path::PathBuf,
+    grid: &PyGrid,
+) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+    let g = grid.0.clone();
+    let masks = py
+        .detach(|| {
+            isodose_dicom::read_rtstruct(&path).map(|rois| {
+                rois.into_iter()
+                    .map(|r| (r.name.clone(), r.mask(&g)))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .map_err(|e| errors::dicom_to_py(py, e))?;
+    let dict = pyo3::types::PyDict::new(py);
+    for (name, mask) in masks {
+        dict.set_item(name, PyArray3::from_owned_array(py, mask))?;
+    }
+    Ok(dict)
+}
+
 /// Reads an RTDOSE file as a Dose (in the file's units, normally Gy).
 #[pyfunction]
 fn read_dose(py: Python<'_>, path: std::path::PathBuf) -> PyResult<PyDose> {
@@ -675,7 +700,7 @@ mod _isodose {
     use super::{
         PyCtImage, PyDose, PyGrid, PyImplant, PyProtonBeam, PyProtonMachine, PyProtonPlan,
         PyRangeShifter, brachy_dose, proton_dij_parts, proton_dose, read_ct, read_dose,
-        seed_models, tg43_dose_rate, write_dose,
+        read_rtstruct, seed_models, tg43_dose_rate, write_dose,
     };
     use pyo3::prelude::*;
 

@@ -61,3 +61,13 @@ def test_read_ct_agrees_with_pydicom(tmp_path):
     hu = ds.pixel_array.astype(np.float64) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
     k = round((float(ds.ImagePositionPatient[2]) - ct.grid.origin_mm[2]) / ct.grid.spacing_mm[2])
     np.testing.assert_array_equal(ct.hu[k], hu.astype(np.float32))
+
+
+def test_read_rtstruct_masks():
+    grid = isodose.Grid((111, 111, 111), (2.0, 2.0, 2.0), (-109.0, -109.0, -109.0))
+    masks = isodose.read_rtstruct(REPO / "dicom-io" / "tests" / "data" / "aptg_sobp_RS.dcm", grid)
+    assert set(masks) == {"Cube101010", "Slope101004", "External", "PMMA", "LoPo"}
+    cube = masks["Cube101010"]
+    assert cube.dtype == np.bool_ and cube.shape == (111, 111, 111)
+    assert cube.sum() * 8.0 / 1000.0 == 1000.0  # the 100 mm cube, in cm³
+    assert masks["LoPo"].sum() == 0

@@ -31,6 +31,7 @@ from isodose._isodose import (
     proton_dose,
     read_ct,
     read_dose,
+    read_rtstruct,
     seed_models,
     write_dose,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "proton_dij",
     "read_ct",
     "read_dose",
+    "read_rtstruct",
     "write_dose",
     "IsodoseError",
     "InputError",

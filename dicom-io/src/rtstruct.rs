@@ -1,0 +1,280 @@
+//! RTSTRUCT: ROI names, numbers, colours, types and contours, and masks of
+//! the ROIs on a grid.
+//!
+//! Rasterisation: each grid slice between the first and the last contour
+//! plane (inclusive; no end caps beyond them) takes the contours of the
+//! nearest plane (a single plane covers half a grid spacing either side); a
+//! voxel centre is inside when a ray along +x from it crosses the plane's
+//! contours an odd number of times (even-odd rule, so that a contour inside
+//! another is a hole; edges count on their half-open [min, max) span in y).
+//! POINT and OPEN contours give no volume.
+
+use std::path::Path;
+
+use dicom_core::Tag;
+use dicom_core::header::HasLength;
+use dicom_dictionary_std::tags;
+use dicom_object::mem::InMemDicomObject;
+use dicom_object::open_file;
+use isodose_core::Grid3;
+use ndarray::Array3;
+
+use crate::error::DicomIoError;
+use crate::rtdose::tag_name;
+
+type Result<T> = std::result::Result<T, DicomIoError>;
+
+/// SOP class UID of RT Structure Set Storage.
+pub const RT_STRUCTURE_SET_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.481.3";
+
+/// One contour: its geometric type and points (LPS mm).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Contour {
+    /// ContourGeometricType: CLOSED_PLANAR, OPEN_PLANAR, POINT...
+    pub geometric_type: String,
+    /// Points (x, y, z), mm.
+    pub points: Vec<[f64; 3]>,
+}
+
+/// One ROI of a structure set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Roi {
+    /// ROINumber.
+    pub number: i64,
+    /// ROIName.
+    pub name: String,
+    /// RTROIInterpretedType (PTV, ORGAN, EXTERNAL...), if given.
+    pub interpreted_type: Option<String>,
+    /// ROIDisplayColor (RGB), if given.
+    pub color: Option<[u8; 3]>,
+    /// Contours.
+    pub contours: Vec<Contour>,
+}
+
+fn bad(path: &Path, tag: Tag, value: impl Into<String>, reason: impl Into<String>) -> DicomIoError {
+    DicomIoError::BadValue {
+        path: path.to_owned(),
+        tag: tag_name(tag),
+        value: value.into(),
+        reason: reason.into(),
+    }
+}
+
+fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
+    obj.element_opt(tag)
+        .ok()
+        .flatten()
+        .and_then(|e| e.to_str().ok())
+        .map(|s| s.trim().trim_end_matches('\0').to_owned())
+        .filter(|s| !s.is_empty())
+}
+
+fn items(obj: &InMemDicomObject, tag: Tag) -> &[InMemDicomObject] {
+    obj.element_opt(tag)
+        .ok()
+        .flatten()
+        .and_then(|e| e.items())
+        .unwrap_or(&[])
+}
+
+fn int(path: &Path, obj: &InMemDicomObject, tag: Tag) -> Result<i64> {
+    let e = obj
+        .element_opt(tag)
+        .ok()
+        .flatten()
+        .ok_or_else(|| DicomIoError::MissingTag {
+            path: path.to_owned(),
+            tag: tag_name(tag),
+        })?;
+    e.to_int::<i64>()
+        .map_err(|err| bad(path, tag, e.to_str().unwrap_or_default(), err.to_string()))
+}
+
+/// Reads the ROIs of an RTSTRUCT file.
+pub fn read_rtstruct(path: impl AsRef<Path>) -> Result<Vec<Roi>> {
+    let path = path.as_ref();
+    std::fs::metadata(path).map_err(|source| DicomIoError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let file = open_file(path).map_err(|e| DicomIoError::Inconsistent {
+        path: path.to_owned(),
+        reason: format!("not a readable DICOM file: {e}"),
+    })?;
+    let obj: &InMemDicomObject = &file;
+    let sop = text(obj, tags::SOP_CLASS_UID).unwrap_or_default();
+    if sop != RT_STRUCTURE_SET_STORAGE {
+        return Err(bad(
+            path,
+            tags::SOP_CLASS_UID,
+            sop,
+            "not an RT Structure Set Storage object",
+        ));
+    }
+    let mut rois: Vec<Roi> = items(obj, tags::STRUCTURE_SET_ROI_SEQUENCE)
+        .iter()
+        .map(|i| {
+            Ok(Roi {
+                number: int(path, i, tags::ROI_NUMBER)?,
+                name: text(i, tags::ROI_NAME).unwrap_or_default(),
+                interpreted_type: None,
+                color: None,
+                contours: Vec::new(),
+            })
+        })
+        .collect::<Result<_>>()?;
+    for o in items(obj, tags::RTROI_OBSERVATIONS_SEQUENCE) {
+        let n = int(path, o, tags::REFERENCED_ROI_NUMBER)?;
+        if let Some(r) = rois.iter_mut().find(|r| r.number == n) {
+            r.interpreted_type = text(o, tags::RTROI_INTERPRETED_TYPE);
+        }
+    }
+    for rc in items(obj, tags::ROI_CONTOUR_SEQUENCE) {
+        let n = int(path, rc, tags::REFERENCED_ROI_NUMBER)?;
+        let Some(roi) = rois.iter_mut().find(|r| r.number == n) else {
+            return Err(DicomIoError::Inconsistent {
+                path: path.to_owned(),
+                reason: format!(
+                    "ROIContourSequence refers to ROI {n}, which StructureSetROISequence does not define"
+                ),
+            });
+        };
+        roi.color = rc
+            .element_opt(tags::ROI_DISPLAY_COLOR)
+            .ok()
+            .flatten()
+            .and_then(|e| e.to_multi_int::<i64>().ok())
+            .filter(|v| v.len() == 3)
+            .map(|v| {
+                [
+                    v[0].clamp(0, 255) as u8,
+                    v[1].clamp(0, 255) as u8,
+                    v[2].clamp(0, 255) as u8,
+                ]
+            });
+        for c in items(rc, tags::CONTOUR_SEQUENCE) {
+            let geometric_type = text(c, tags::CONTOUR_GEOMETRIC_TYPE).unwrap_or_default();
+            let Some(e) = c
+                .element_opt(tags::CONTOUR_DATA)
+                .ok()
+                .flatten()
+                .filter(|e| !e.is_empty())
+            else {
+                continue;
+            };
+            let v = e
+                .to_multi_float64()
+                .map_err(|err| bad(path, tags::CONTOUR_DATA, "?", err.to_string()))?;
+            if v.len() % 3 != 0 || v.iter().any(|x| !x.is_finite()) {
+                return Err(bad(
+                    path,
+                    tags::CONTOUR_DATA,
+                    format!("{} values", v.len()),
+                    format!(
+                        "ROI {:?}: contour data must be finite (x, y, z) triplets",
+                        roi.name
+                    ),
+                ));
+            }
+            roi.contours.push(Contour {
+                geometric_type,
+                points: v.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect(),
+            });
+        }
+    }
+    Ok(rois)
+}
+
+/// Inside-test by the even-odd rule: which voxel centres of row `y` (x
+/// positions `xs`) lie inside the polygons.
+fn fill_row(
+    polygons: &[&[[f64; 3]]],
+    y: f64,
+    xs: impl Iterator<Item = (usize, f64)>,
+    mut set: impl FnMut(usize),
+) {
+    let mut crossings: Vec<f64> = Vec::new();
+    for poly in polygons {
+        let n = poly.len();
+        for i in 0..n {
+            let (a, b) = (poly[i], poly[(i + 1) % n]);
+            // half-open rule: an edge counts when y is in [min, max)
+            if (a[1] <= y && b[1] > y) || (b[1] <= y && a[1] > y) {
+                let t = (y - a[1]) / (b[1] - a[1]);
+                crossings.push(a[0] + t * (b[0] - a[0]));
+            }
+        }
+    }
+    if crossings.is_empty() {
+        return;
+    }
+    crossings.sort_by(f64::total_cmp);
+    for (i, x) in xs {
+        let left = crossings.partition_point(|c| *c < x);
+        if left % 2 == 1 {
+            set(i);
+        }
+    }
+}
+
+impl Roi {
+    /// Voxel mask of the ROI on `grid` (`[z, y, x]`), voxel centres inside.
+    pub fn mask(&self, grid: &Grid3) -> Array3<bool> {
+        let [nz, ny, nx] = grid.shape();
+        let mut mask = Array3::from_elem((nz, ny, nx), false);
+        let closed: Vec<&Contour> = self
+            .contours
+            .iter()
+            .filter(|c| c.geometric_type == "CLOSED_PLANAR" && c.points.len() >= 3)
+            .collect();
+        if closed.is_empty() {
+            return mask;
+        }
+        let mut planes: Vec<f64> = closed.iter().map(|c| c.points[0][2]).collect();
+        planes.sort_by(f64::total_cmp);
+        planes.dedup_by(|a, b| (*a - *b).abs() < 1e-3);
+        let (o, s) = (grid.origin_mm(), grid.spacing_mm());
+        let (z_lo, z_hi) = if planes.len() > 1 {
+            (planes[0] - 1e-6, planes[planes.len() - 1] + 1e-6)
+        } else {
+            (planes[0] - 0.5 * s.z, planes[0] + 0.5 * s.z)
+        };
+        for k in 0..nz {
+            let z = o.z + k as f64 * s.z;
+            if z < z_lo || z > z_hi {
+                continue;
+            }
+            let nearest = planes
+                .iter()
+                .copied()
+                .min_by(|a, b| (a - z).abs().total_cmp(&(b - z).abs()));
+            let Some(plane) = nearest else {
+                continue;
+            };
+            let polygons: Vec<&[[f64; 3]]> = closed
+                .iter()
+                .filter(|c| (c.points[0][2] - plane).abs() < 1e-3)
+                .map(|c| c.points.as_slice())
+                .collect();
+            for j in 0..ny {
+                let y = o.y + j as f64 * s.y;
+                let xs = (0..nx).map(|i| (i, o.x + i as f64 * s.x));
+                fill_row(&polygons, y, xs, |i| mask[[k, j, i]] = true);
+            }
+        }
+        mask
+    }
+}
+
+/// Area enclosed by a polygon (shoelace formula), mm².
+pub fn polygon_area(points: &[[f64; 3]]) -> f64 {
+    let n = points.len();
+    (0..n)
+        .map(|i| {
+            let (a, b) = (points[i], points[(i + 1) % n]);
+            a[0] * b[1] - b[0] * a[1]
+        })
+        .sum::<f64>()
+        .abs()
+        / 2.0
+}
