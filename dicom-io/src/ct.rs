@@ -14,13 +14,14 @@ use std::path::{Path, PathBuf};
 
 use dicom_core::Tag;
 use dicom_dictionary_std::{tags, uids};
+use dicom_object::mem::InMemDicomObject;
 use dicom_object::open_file;
 use isodose_core::{CtVolume, Grid3, Volume};
 use ndarray::Array3;
 use rayon::prelude::*;
 
+use crate::attrs::Attrs;
 use crate::error::DicomIoError;
-use crate::rtdose::tag_name;
 
 type Result<T> = std::result::Result<T, DicomIoError>;
 
@@ -39,28 +40,14 @@ struct Slice {
     hu: Vec<f32>,
 }
 
-fn bad(path: &Path, tag: Tag, value: impl Into<String>, reason: impl Into<String>) -> DicomIoError {
-    DicomIoError::BadValue {
-        path: path.to_owned(),
-        tag: tag_name(tag),
-        value: value.into(),
-        reason: reason.into(),
-    }
-}
-
 /// Reads a CT slice; `Ok(None)` for files that are not CT images.
 fn read_slice(path: &Path) -> Result<Option<Slice>> {
     let Ok(file) = open_file(path) else {
         return Ok(None);
     };
-    let text = |tag: Tag| -> Option<String> {
-        file.element_opt(tag)
-            .ok()
-            .flatten()
-            .and_then(|e| e.to_str().ok())
-            .map(|s| s.trim().trim_end_matches('\0').to_owned())
-    };
-    if text(tags::SOP_CLASS_UID).as_deref() != Some(CT_IMAGE_STORAGE) {
+    let a = Attrs { path };
+    let obj: &InMemDicomObject = &file;
+    if a.text(obj, tags::SOP_CLASS_UID).as_deref() != Some(CT_IMAGE_STORAGE) {
         return Ok(None);
     }
     let ts = file.meta().transfer_syntax().trim_end_matches('\0');
@@ -70,78 +57,46 @@ fn read_slice(path: &Path) -> Result<Option<Slice>> {
     ]
     .contains(&ts)
     {
-        return Err(bad(
-            path,
+        return Err(a.bad(
             Tag(0x0002, 0x0010),
             ts,
             "unsupported transfer syntax: only uncompressed little endian is read",
         ));
     }
-    let missing = |tag: Tag| DicomIoError::MissingTag {
-        path: path.to_owned(),
-        tag: tag_name(tag),
-    };
-    let floats = |tag: Tag| -> Result<Vec<f64>> {
-        let e = file
-            .element_opt(tag)
-            .ok()
-            .flatten()
-            .ok_or_else(|| missing(tag))?;
-        let v = e
-            .to_multi_float64()
-            .map_err(|err| bad(path, tag, e.to_str().unwrap_or_default(), err.to_string()))?;
-        if v.iter().any(|x| !x.is_finite()) {
-            return Err(bad(path, tag, format!("{v:?}"), "values must be finite"));
-        }
-        Ok(v)
-    };
-    let int = |tag: Tag| -> Result<u32> {
-        let e = file
-            .element_opt(tag)
-            .ok()
-            .flatten()
-            .ok_or_else(|| missing(tag))?;
-        e.to_int::<u32>()
-            .map_err(|err| bad(path, tag, e.to_str().unwrap_or_default(), err.to_string()))
-    };
-    let position = floats(tags::IMAGE_POSITION_PATIENT)?;
-    let orientation = floats(tags::IMAGE_ORIENTATION_PATIENT)?;
-    let spacing = floats(tags::PIXEL_SPACING)?;
+    let position = a.required_floats(obj, tags::IMAGE_POSITION_PATIENT)?;
+    let orientation = a.required_floats(obj, tags::IMAGE_ORIENTATION_PATIENT)?;
+    let spacing = a.required_floats(obj, tags::PIXEL_SPACING)?;
     if position.len() != 3 || orientation.len() != 6 || spacing.len() != 2 {
-        return Err(bad(
-            path,
+        return Err(a.bad(
             tags::IMAGE_POSITION_PATIENT,
             format!("{position:?} {orientation:?} {spacing:?}"),
             "wrong multiplicity",
         ));
     }
-    let rows = int(tags::ROWS)? as usize;
-    let cols = int(tags::COLUMNS)? as usize;
-    let bits = int(tags::BITS_ALLOCATED)?;
-    let signed = int(tags::PIXEL_REPRESENTATION)? == 1;
+    let rows = a.u32(obj, tags::ROWS)? as usize;
+    let cols = a.u32(obj, tags::COLUMNS)? as usize;
+    let bits = a.u32(obj, tags::BITS_ALLOCATED)?;
+    let signed = a.u32(obj, tags::PIXEL_REPRESENTATION)? == 1;
     if bits != 16 {
-        return Err(bad(
-            path,
+        return Err(a.bad(
             tags::BITS_ALLOCATED,
             bits.to_string(),
             "only 16-bit CT pixels are supported",
         ));
     }
-    let slope = floats(tags::RESCALE_SLOPE).map_or(Ok(1.0), |v| Ok::<f64, DicomIoError>(v[0]))?;
-    let intercept =
-        floats(tags::RESCALE_INTERCEPT).map_or(Ok(0.0), |v| Ok::<f64, DicomIoError>(v[0]))?;
+    let slope = a.float(obj, tags::RESCALE_SLOPE)?.unwrap_or(1.0);
+    let intercept = a.float(obj, tags::RESCALE_INTERCEPT)?.unwrap_or(0.0);
     let pixels = file
         .element_opt(tags::PIXEL_DATA)
         .ok()
         .flatten()
-        .ok_or_else(|| missing(tags::PIXEL_DATA))?;
+        .ok_or_else(|| a.missing(tags::PIXEL_DATA))?;
     let bytes = pixels
         .to_bytes()
-        .map_err(|e| bad(path, tags::PIXEL_DATA, "?", e.to_string()))?;
+        .map_err(|e| a.bad(tags::PIXEL_DATA, "?", e.to_string()))?;
     let n = rows * cols;
     if bytes.len() < 2 * n {
-        return Err(bad(
-            path,
+        return Err(a.bad(
             tags::PIXEL_DATA,
             format!("{} bytes", bytes.len()),
             format!(
@@ -163,7 +118,7 @@ fn read_slice(path: &Path) -> Result<Option<Slice>> {
         .collect();
     Ok(Some(Slice {
         path: path.to_owned(),
-        series: text(tags::SERIES_INSTANCE_UID).unwrap_or_default(),
+        series: a.text(obj, tags::SERIES_INSTANCE_UID).unwrap_or_default(),
         position: [position[0], position[1], position[2]],
         orientation,
         spacing: [spacing[0], spacing[1]],
@@ -230,8 +185,7 @@ pub fn read_ct(folder: impl AsRef<Path>, series_uid: Option<&str>) -> Result<CtV
             .zip([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
             .all(|(a, b)| (a - b).abs() < 1e-4);
         if !axis_aligned {
-            return Err(bad(
-                &s.path,
+            return Err(Attrs { path: &s.path }.bad(
                 tags::IMAGE_ORIENTATION_PATIENT,
                 format!("{:?}", s.orientation),
                 "only axial, axis-aligned slices (1,0,0,0,1,0) are supported: no gantry tilt or oblique series",

@@ -9,6 +9,7 @@
 //! the conversion of ion plans to isodose plans land with the rest of the
 //! DICOM-RT work.
 
+mod attrs;
 pub mod ct;
 mod error;
 pub mod rt_ion_plan;

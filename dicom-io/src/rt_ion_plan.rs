@@ -16,14 +16,11 @@
 
 use std::path::Path;
 
-use dicom_core::Tag;
-use dicom_core::header::HasLength;
 use dicom_dictionary_std::tags;
 use dicom_object::mem::InMemDicomObject;
-use dicom_object::open_file;
 
+use crate::attrs::{Attrs, open};
 use crate::error::DicomIoError;
-use crate::rtdose::tag_name;
 
 type Result<T> = std::result::Result<T, DicomIoError>;
 
@@ -108,81 +105,13 @@ pub struct IonPlan {
     pub referenced_structure_set_uid: Option<String>,
 }
 
-struct Ctx<'a> {
-    path: &'a Path,
-}
-
-impl Ctx<'_> {
-    fn missing(&self, tag: Tag) -> DicomIoError {
-        DicomIoError::MissingTag {
-            path: self.path.to_owned(),
-            tag: tag_name(tag),
-        }
-    }
-    fn bad(&self, tag: Tag, value: impl Into<String>, reason: impl Into<String>) -> DicomIoError {
-        DicomIoError::BadValue {
-            path: self.path.to_owned(),
-            tag: tag_name(tag),
-            value: value.into(),
-            reason: reason.into(),
-        }
-    }
-    fn text(&self, obj: &InMemDicomObject, tag: Tag) -> Option<String> {
-        obj.element_opt(tag)
-            .ok()
-            .flatten()
-            .and_then(|e| e.to_str().ok())
-            .map(|s| s.trim().trim_end_matches('\0').to_owned())
-            .filter(|s| !s.is_empty())
-    }
-    fn floats(&self, obj: &InMemDicomObject, tag: Tag) -> Result<Option<Vec<f64>>> {
-        let Some(e) = obj.element_opt(tag).ok().flatten() else {
-            return Ok(None);
-        };
-        if e.is_empty() {
-            return Ok(None);
-        }
-        let v = e
-            .to_multi_float64()
-            .map_err(|err| self.bad(tag, e.to_str().unwrap_or_default(), err.to_string()))?;
-        if let Some(x) = v.iter().find(|x| !x.is_finite()) {
-            return Err(self.bad(tag, format!("{x}"), "not finite"));
-        }
-        Ok(Some(v))
-    }
-    fn float(&self, obj: &InMemDicomObject, tag: Tag) -> Result<Option<f64>> {
-        Ok(self.floats(obj, tag)?.and_then(|v| v.first().copied()))
-    }
-    fn items<'o>(&self, obj: &'o InMemDicomObject, tag: Tag) -> &'o [InMemDicomObject] {
-        obj.element_opt(tag)
-            .ok()
-            .flatten()
-            .and_then(|e| e.items())
-            .unwrap_or(&[])
-    }
-}
-
 /// Reads an RT Ion Plan file.
 pub fn read_ion_plan(path: impl AsRef<Path>) -> Result<IonPlan> {
     let path = path.as_ref();
-    std::fs::metadata(path).map_err(|source| DicomIoError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    let file = open_file(path).map_err(|e| DicomIoError::Inconsistent {
-        path: path.to_owned(),
-        reason: format!("not a readable DICOM file: {e}"),
-    })?;
-    let c = Ctx { path };
+    let file = open(path)?;
+    let c = Attrs { path };
     let obj: &InMemDicomObject = &file;
-    let sop = c.text(obj, tags::SOP_CLASS_UID).unwrap_or_default();
-    if sop != RT_ION_PLAN_STORAGE {
-        return Err(c.bad(
-            tags::SOP_CLASS_UID,
-            sop,
-            "not an RT Ion Plan Storage object",
-        ));
-    }
+    c.require_sop(obj, RT_ION_PLAN_STORAGE, "RT Ion Plan Storage")?;
     let fg = c
         .items(obj, tags::FRACTION_GROUP_SEQUENCE)
         .first()

@@ -15,10 +15,11 @@ use std::path::{Path, PathBuf};
 use dicom_core::value::PrimitiveValue;
 use dicom_core::{DataElement, Tag, VR};
 use dicom_dictionary_std::{tags, uids};
-use dicom_object::{FileMetaTableBuilder, InMemDicomObject, open_file};
+use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
 use isodose_core::{DoseGrid, Grid3, Volume};
 use ndarray::Array3;
 
+use crate::attrs::{Attrs, open};
 use crate::error::DicomIoError;
 
 type Result<T> = std::result::Result<T, DicomIoError>;
@@ -45,131 +46,60 @@ pub struct RtDose {
     pub frame_of_reference_uid: Option<String>,
 }
 
-pub(crate) fn tag_name(tag: Tag) -> String {
-    use dicom_core::dictionary::DataDictionary;
-    let name = dicom_dictionary_std::StandardDataDictionary
-        .by_tag(tag)
-        .map(|e| e.alias.to_string())
-        .unwrap_or_default();
-    format!("({:04X},{:04X}) {name}", tag.group(), tag.element())
-}
-
-struct Reader<'a> {
-    path: &'a Path,
-    obj: &'a InMemDicomObject,
-}
-
-impl Reader<'_> {
-    fn missing(&self, tag: Tag) -> DicomIoError {
-        DicomIoError::MissingTag {
-            path: self.path.to_owned(),
-            tag: tag_name(tag),
-        }
-    }
-    fn bad(&self, tag: Tag, value: impl Into<String>, reason: impl Into<String>) -> DicomIoError {
-        DicomIoError::BadValue {
-            path: self.path.to_owned(),
-            tag: tag_name(tag),
-            value: value.into(),
-            reason: reason.into(),
-        }
-    }
-    fn element(&self, tag: Tag) -> Result<&dicom_object::mem::InMemElement> {
-        self.obj
-            .element_opt(tag)
-            .ok()
-            .flatten()
-            .ok_or_else(|| self.missing(tag))
-    }
-    fn string(&self, tag: Tag) -> Result<String> {
-        let e = self.element(tag)?;
-        e.to_str()
-            .map(|s| s.trim().trim_end_matches('\0').to_owned())
-            .map_err(|err| self.bad(tag, "?", err.to_string()))
-    }
-    fn opt_string(&self, tag: Tag) -> Option<String> {
-        self.string(tag).ok().filter(|s| !s.is_empty())
-    }
-    fn int(&self, tag: Tag) -> Result<u32> {
-        let e = self.element(tag)?;
-        e.to_int::<u32>()
-            .map_err(|err| self.bad(tag, e.to_str().unwrap_or_default(), err.to_string()))
-    }
-    fn floats(&self, tag: Tag) -> Result<Vec<f64>> {
-        let e = self.element(tag)?;
-        let v = e
-            .to_multi_float64()
-            .map_err(|err| self.bad(tag, e.to_str().unwrap_or_default(), err.to_string()))?;
-        if let Some(x) = v.iter().find(|x| !x.is_finite()) {
-            return Err(self.bad(tag, format!("{v:?}"), format!("{x} is not finite")));
-        }
-        Ok(v)
-    }
-}
-
 /// Reads an RTDOSE file.
 pub fn read_rtdose(path: impl AsRef<Path>) -> Result<RtDose> {
     let path = path.as_ref();
-    std::fs::metadata(path).map_err(|source| DicomIoError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    let file = open_file(path).map_err(|e| DicomIoError::Inconsistent {
-        path: path.to_owned(),
-        reason: format!("not a readable DICOM file: {e}"),
-    })?;
+    let file = open(path)?;
     let ts = file
         .meta()
         .transfer_syntax()
         .trim_end_matches('\0')
         .to_owned();
-    let r = Reader { path, obj: &file };
+    let a = Attrs { path };
+    let obj: &InMemDicomObject = &file;
     let uncompressed = [
         uids::IMPLICIT_VR_LITTLE_ENDIAN,
         uids::EXPLICIT_VR_LITTLE_ENDIAN,
     ];
     if !uncompressed.contains(&ts.as_str()) {
-        return Err(r.bad(
+        return Err(a.bad(
             Tag(0x0002, 0x0010),
             ts,
             "unsupported transfer syntax: only uncompressed little endian is read",
         ));
     }
-    let sop = r.string(tags::SOP_CLASS_UID)?;
-    if sop != RT_DOSE_STORAGE {
-        return Err(r.bad(tags::SOP_CLASS_UID, sop, "not an RT Dose Storage object"));
-    }
-    let rows = r.int(tags::ROWS)? as usize;
-    let cols = r.int(tags::COLUMNS)? as usize;
-    let frames = r
-        .opt_string(tags::NUMBER_OF_FRAMES)
-        .map_or(Ok(1), |_| r.int(tags::NUMBER_OF_FRAMES))? as usize;
-    let bits = r.int(tags::BITS_ALLOCATED)?;
-    let representation = r.int(tags::PIXEL_REPRESENTATION)?;
+    a.require_sop(obj, RT_DOSE_STORAGE, "RT Dose Storage")?;
+    let rows = a.u32(obj, tags::ROWS)? as usize;
+    let cols = a.u32(obj, tags::COLUMNS)? as usize;
+    let frames = a
+        .text(obj, tags::NUMBER_OF_FRAMES)
+        .map_or(Ok(1), |_| a.u32(obj, tags::NUMBER_OF_FRAMES))? as usize;
+    let bits = a.u32(obj, tags::BITS_ALLOCATED)?;
+    let representation = a.u32(obj, tags::PIXEL_REPRESENTATION)?;
     if !(bits == 16 || bits == 32) || representation != 0 {
-        return Err(r.bad(
+        return Err(a.bad(
             tags::BITS_ALLOCATED,
             format!("{bits} bits, pixel representation {representation}"),
             "only unsigned 16- or 32-bit dose pixels are supported",
         ));
     }
-    let spacing = r.floats(tags::PIXEL_SPACING)?;
-    let ipp = r.floats(tags::IMAGE_POSITION_PATIENT)?;
-    let iop = r.floats(tags::IMAGE_ORIENTATION_PATIENT)?;
+    let spacing = a.required_floats(obj, tags::PIXEL_SPACING)?;
+    let ipp = a.required_floats(obj, tags::IMAGE_POSITION_PATIENT)?;
+    let iop = a.required_floats(obj, tags::IMAGE_ORIENTATION_PATIENT)?;
     if spacing.len() != 2 || ipp.len() != 3 || iop.len() != 6 {
-        return Err(r.bad(
+        return Err(a.bad(
             tags::PIXEL_SPACING,
             format!("{spacing:?} {ipp:?} {iop:?}"),
             "wrong multiplicity",
         ));
     }
     let offsets = if frames > 1 {
-        r.floats(tags::GRID_FRAME_OFFSET_VECTOR)?
+        a.required_floats(obj, tags::GRID_FRAME_OFFSET_VECTOR)?
     } else {
         vec![0.0]
     };
     if offsets.len() != frames {
-        return Err(r.bad(
+        return Err(a.bad(
             tags::GRID_FRAME_OFFSET_VECTOR,
             format!("{} values", offsets.len()),
             format!("NumberOfFrames is {frames}"),
@@ -188,14 +118,14 @@ pub fn read_rtdose(path: impl AsRef<Path>) -> Result<RtDose> {
                 .windows(2)
                 .any(|w| ((w[1] - w[0]) - dz).abs() > 1e-3 * dz.abs().max(1.0)))
     {
-        return Err(r.bad(
+        return Err(a.bad(
             tags::GRID_FRAME_OFFSET_VECTOR,
             format!("{offsets:?}"),
             "frames must be equally spaced and increasing",
         ));
     }
-    let scaling = r
-        .floats(tags::DOSE_GRID_SCALING)?
+    let scaling = a
+        .required_floats(obj, tags::DOSE_GRID_SCALING)?
         .first()
         .copied()
         .unwrap_or(1.0);
@@ -207,14 +137,18 @@ pub fn read_rtdose(path: impl AsRef<Path>) -> Result<RtDose> {
         [iop[0], iop[1], iop[2]],
         [iop[3], iop[4], iop[5]],
     )?;
-    let pixels = r.element(tags::PIXEL_DATA)?;
+    let pixels = obj
+        .element_opt(tags::PIXEL_DATA)
+        .ok()
+        .flatten()
+        .ok_or_else(|| a.missing(tags::PIXEL_DATA))?;
     let bytes = pixels
         .to_bytes()
-        .map_err(|e| r.bad(tags::PIXEL_DATA, "?", e.to_string()))?;
+        .map_err(|e| a.bad(tags::PIXEL_DATA, "?", e.to_string()))?;
     let n = frames * rows * cols;
     let per = (bits / 8) as usize;
     if bytes.len() < n * per {
-        return Err(r.bad(
+        return Err(a.bad(
             tags::PIXEL_DATA,
             format!("{} bytes", bytes.len()),
             format!(
@@ -240,8 +174,7 @@ pub fn read_rtdose(path: impl AsRef<Path>) -> Result<RtDose> {
             reason: e.to_string(),
         }
     })?;
-    let referenced_plan_uid = r
-        .obj
+    let referenced_plan_uid = obj
         .element_opt(tags::REFERENCED_RT_PLAN_SEQUENCE)
         .ok()
         .flatten()
@@ -256,12 +189,12 @@ pub fn read_rtdose(path: impl AsRef<Path>) -> Result<RtDose> {
         .map(|s| s.trim().trim_end_matches('\0').to_owned());
     Ok(RtDose {
         dose: Volume::new(grid, data)?,
-        units: r.opt_string(tags::DOSE_UNITS).unwrap_or_default(),
-        dose_type: r.opt_string(tags::DOSE_TYPE).unwrap_or_default(),
-        summation: r.opt_string(tags::DOSE_SUMMATION_TYPE).unwrap_or_default(),
+        units: a.text(obj, tags::DOSE_UNITS).unwrap_or_default(),
+        dose_type: a.text(obj, tags::DOSE_TYPE).unwrap_or_default(),
+        summation: a.text(obj, tags::DOSE_SUMMATION_TYPE).unwrap_or_default(),
         scaling,
         referenced_plan_uid,
-        frame_of_reference_uid: r.opt_string(tags::FRAME_OF_REFERENCE_UID),
+        frame_of_reference_uid: a.text(obj, tags::FRAME_OF_REFERENCE_UID),
     })
 }
 

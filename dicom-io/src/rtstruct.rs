@@ -11,16 +11,14 @@
 
 use std::path::Path;
 
-use dicom_core::Tag;
 use dicom_core::header::HasLength;
 use dicom_dictionary_std::tags;
 use dicom_object::mem::InMemDicomObject;
-use dicom_object::open_file;
 use isodose_core::Grid3;
 use ndarray::Array3;
 
+use crate::attrs::{Attrs, open};
 use crate::error::DicomIoError;
-use crate::rtdose::tag_name;
 
 type Result<T> = std::result::Result<T, DicomIoError>;
 
@@ -51,86 +49,34 @@ pub struct Roi {
     pub contours: Vec<Contour>,
 }
 
-fn bad(path: &Path, tag: Tag, value: impl Into<String>, reason: impl Into<String>) -> DicomIoError {
-    DicomIoError::BadValue {
-        path: path.to_owned(),
-        tag: tag_name(tag),
-        value: value.into(),
-        reason: reason.into(),
-    }
-}
-
-fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
-    obj.element_opt(tag)
-        .ok()
-        .flatten()
-        .and_then(|e| e.to_str().ok())
-        .map(|s| s.trim().trim_end_matches('\0').to_owned())
-        .filter(|s| !s.is_empty())
-}
-
-fn items(obj: &InMemDicomObject, tag: Tag) -> &[InMemDicomObject] {
-    obj.element_opt(tag)
-        .ok()
-        .flatten()
-        .and_then(|e| e.items())
-        .unwrap_or(&[])
-}
-
-fn int(path: &Path, obj: &InMemDicomObject, tag: Tag) -> Result<i64> {
-    let e = obj
-        .element_opt(tag)
-        .ok()
-        .flatten()
-        .ok_or_else(|| DicomIoError::MissingTag {
-            path: path.to_owned(),
-            tag: tag_name(tag),
-        })?;
-    e.to_int::<i64>()
-        .map_err(|err| bad(path, tag, e.to_str().unwrap_or_default(), err.to_string()))
-}
-
 /// Reads the ROIs of an RTSTRUCT file.
 pub fn read_rtstruct(path: impl AsRef<Path>) -> Result<Vec<Roi>> {
     let path = path.as_ref();
-    std::fs::metadata(path).map_err(|source| DicomIoError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    let file = open_file(path).map_err(|e| DicomIoError::Inconsistent {
-        path: path.to_owned(),
-        reason: format!("not a readable DICOM file: {e}"),
-    })?;
+    let file = open(path)?;
+    let a = Attrs { path };
     let obj: &InMemDicomObject = &file;
-    let sop = text(obj, tags::SOP_CLASS_UID).unwrap_or_default();
-    if sop != RT_STRUCTURE_SET_STORAGE {
-        return Err(bad(
-            path,
-            tags::SOP_CLASS_UID,
-            sop,
-            "not an RT Structure Set Storage object",
-        ));
-    }
-    let mut rois: Vec<Roi> = items(obj, tags::STRUCTURE_SET_ROI_SEQUENCE)
+    a.require_sop(obj, RT_STRUCTURE_SET_STORAGE, "RT Structure Set Storage")?;
+    let mut rois: Vec<Roi> = a
+        .items(obj, tags::STRUCTURE_SET_ROI_SEQUENCE)
         .iter()
         .map(|i| {
             Ok(Roi {
-                number: int(path, i, tags::ROI_NUMBER)?,
-                name: text(i, tags::ROI_NAME).unwrap_or_default(),
+                number: a.i64(i, tags::ROI_NUMBER)?,
+                name: a.text(i, tags::ROI_NAME).unwrap_or_default(),
                 interpreted_type: None,
                 color: None,
                 contours: Vec::new(),
             })
         })
         .collect::<Result<_>>()?;
-    for o in items(obj, tags::RTROI_OBSERVATIONS_SEQUENCE) {
-        let n = int(path, o, tags::REFERENCED_ROI_NUMBER)?;
+    for o in a.items(obj, tags::RTROI_OBSERVATIONS_SEQUENCE) {
+        let n = a.i64(o, tags::REFERENCED_ROI_NUMBER)?;
         if let Some(r) = rois.iter_mut().find(|r| r.number == n) {
-            r.interpreted_type = text(o, tags::RTROI_INTERPRETED_TYPE);
+            r.interpreted_type = a.text(o, tags::RTROI_INTERPRETED_TYPE);
         }
     }
-    for rc in items(obj, tags::ROI_CONTOUR_SEQUENCE) {
-        let n = int(path, rc, tags::REFERENCED_ROI_NUMBER)?;
+    for rc in a.items(obj, tags::ROI_CONTOUR_SEQUENCE) {
+        let n = a.i64(rc, tags::REFERENCED_ROI_NUMBER)?;
         let Some(roi) = rois.iter_mut().find(|r| r.number == n) else {
             return Err(DicomIoError::Inconsistent {
                 path: path.to_owned(),
@@ -152,8 +98,8 @@ pub fn read_rtstruct(path: impl AsRef<Path>) -> Result<Vec<Roi>> {
                     v[2].clamp(0, 255) as u8,
                 ]
             });
-        for c in items(rc, tags::CONTOUR_SEQUENCE) {
-            let geometric_type = text(c, tags::CONTOUR_GEOMETRIC_TYPE).unwrap_or_default();
+        for c in a.items(rc, tags::CONTOUR_SEQUENCE) {
+            let geometric_type = a.text(c, tags::CONTOUR_GEOMETRIC_TYPE).unwrap_or_default();
             let Some(e) = c
                 .element_opt(tags::CONTOUR_DATA)
                 .ok()
@@ -164,10 +110,9 @@ pub fn read_rtstruct(path: impl AsRef<Path>) -> Result<Vec<Roi>> {
             };
             let v = e
                 .to_multi_float64()
-                .map_err(|err| bad(path, tags::CONTOUR_DATA, "?", err.to_string()))?;
+                .map_err(|err| a.bad(tags::CONTOUR_DATA, "?", err.to_string()))?;
             if v.len() % 3 != 0 || v.iter().any(|x| !x.is_finite()) {
-                return Err(bad(
-                    path,
+                return Err(a.bad(
                     tags::CONTOUR_DATA,
                     format!("{} values", v.len()),
                     format!(
