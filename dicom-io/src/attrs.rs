@@ -6,7 +6,7 @@ use std::path::Path;
 use dicom_core::Tag;
 use dicom_core::header::HasLength;
 use dicom_core::value::ConvertValueError;
-use dicom_dictionary_std::tags;
+use dicom_dictionary_std::{tags, uids};
 use dicom_object::mem::InMemDicomObject;
 use dicom_object::{DefaultDicomObject, open_file};
 
@@ -139,6 +139,47 @@ impl Attrs<'_> {
             .flatten()
             .ok_or_else(|| self.missing(tag))?;
         e.to_int::<i64>().map_err(|err| self.convert(tag, e, err))
+    }
+
+    /// Checks that the file's transfer syntax is an uncompressed little-endian
+    /// one, the only pixel encodings the readers decode.
+    pub fn require_uncompressed(&self, file: &DefaultDicomObject) -> Result<()> {
+        let ts = file.meta().transfer_syntax().trim_end_matches('\0');
+        if [
+            uids::IMPLICIT_VR_LITTLE_ENDIAN,
+            uids::EXPLICIT_VR_LITTLE_ENDIAN,
+        ]
+        .contains(&ts)
+        {
+            Ok(())
+        } else {
+            Err(self.bad(
+                Tag(0x0002, 0x0010),
+                ts,
+                "unsupported transfer syntax: only uncompressed little endian is read",
+            ))
+        }
+    }
+
+    /// The image plane: ImagePositionPatient (x, y, z), ImageOrientationPatient
+    /// (row and column cosines) and PixelSpacing (row spacing, column
+    /// spacing), each with its multiplicity checked.
+    pub fn image_plane(&self, obj: &InMemDicomObject) -> Result<([f64; 3], [f64; 6], [f64; 2])> {
+        fn fixed<const N: usize>(
+            a: &Attrs<'_>,
+            obj: &InMemDicomObject,
+            tag: Tag,
+        ) -> Result<[f64; N]> {
+            let v = a.required_floats(obj, tag)?;
+            v.as_slice()
+                .try_into()
+                .map_err(|_| a.bad(tag, format!("{v:?}"), format!("needs {N} values")))
+        }
+        Ok((
+            fixed::<3>(self, obj, tags::IMAGE_POSITION_PATIENT)?,
+            fixed::<6>(self, obj, tags::IMAGE_ORIENTATION_PATIENT)?,
+            fixed::<2>(self, obj, tags::PIXEL_SPACING)?,
+        ))
     }
 
     /// Checks the SOPClassUID.

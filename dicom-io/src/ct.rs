@@ -12,8 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
-use dicom_core::Tag;
-use dicom_dictionary_std::{tags, uids};
+use dicom_dictionary_std::tags;
 use dicom_object::mem::InMemDicomObject;
 use dicom_object::open_file;
 use isodose_core::{CtVolume, Grid3, Volume};
@@ -33,7 +32,7 @@ struct Slice {
     path: PathBuf,
     series: String,
     position: [f64; 3],
-    orientation: Vec<f64>,
+    orientation: [f64; 6],
     spacing: [f64; 2],
     rows: usize,
     cols: usize,
@@ -50,29 +49,8 @@ fn read_slice(path: &Path) -> Result<Option<Slice>> {
     if a.text(obj, tags::SOP_CLASS_UID).as_deref() != Some(CT_IMAGE_STORAGE) {
         return Ok(None);
     }
-    let ts = file.meta().transfer_syntax().trim_end_matches('\0');
-    if ![
-        uids::IMPLICIT_VR_LITTLE_ENDIAN,
-        uids::EXPLICIT_VR_LITTLE_ENDIAN,
-    ]
-    .contains(&ts)
-    {
-        return Err(a.bad(
-            Tag(0x0002, 0x0010),
-            ts,
-            "unsupported transfer syntax: only uncompressed little endian is read",
-        ));
-    }
-    let position = a.required_floats(obj, tags::IMAGE_POSITION_PATIENT)?;
-    let orientation = a.required_floats(obj, tags::IMAGE_ORIENTATION_PATIENT)?;
-    let spacing = a.required_floats(obj, tags::PIXEL_SPACING)?;
-    if position.len() != 3 || orientation.len() != 6 || spacing.len() != 2 {
-        return Err(a.bad(
-            tags::IMAGE_POSITION_PATIENT,
-            format!("{position:?} {orientation:?} {spacing:?}"),
-            "wrong multiplicity",
-        ));
-    }
+    a.require_uncompressed(&file)?;
+    let (position, orientation, spacing) = a.image_plane(obj)?;
     let rows = a.u32(obj, tags::ROWS)? as usize;
     let cols = a.u32(obj, tags::COLUMNS)? as usize;
     let bits = a.u32(obj, tags::BITS_ALLOCATED)?;
@@ -119,9 +97,9 @@ fn read_slice(path: &Path) -> Result<Option<Slice>> {
     Ok(Some(Slice {
         path: path.to_owned(),
         series: a.text(obj, tags::SERIES_INSTANCE_UID).unwrap_or_default(),
-        position: [position[0], position[1], position[2]],
+        position,
         orientation,
-        spacing: [spacing[0], spacing[1]],
+        spacing,
         rows,
         cols,
         hu,

@@ -50,24 +50,9 @@ pub struct RtDose {
 pub fn read_rtdose(path: impl AsRef<Path>) -> Result<RtDose> {
     let path = path.as_ref();
     let file = open(path)?;
-    let ts = file
-        .meta()
-        .transfer_syntax()
-        .trim_end_matches('\0')
-        .to_owned();
     let a = Attrs { path };
     let obj: &InMemDicomObject = &file;
-    let uncompressed = [
-        uids::IMPLICIT_VR_LITTLE_ENDIAN,
-        uids::EXPLICIT_VR_LITTLE_ENDIAN,
-    ];
-    if !uncompressed.contains(&ts.as_str()) {
-        return Err(a.bad(
-            Tag(0x0002, 0x0010),
-            ts,
-            "unsupported transfer syntax: only uncompressed little endian is read",
-        ));
-    }
+    a.require_uncompressed(&file)?;
     a.require_sop(obj, RT_DOSE_STORAGE, "RT Dose Storage")?;
     let rows = a.u32(obj, tags::ROWS)? as usize;
     let cols = a.u32(obj, tags::COLUMNS)? as usize;
@@ -83,16 +68,7 @@ pub fn read_rtdose(path: impl AsRef<Path>) -> Result<RtDose> {
             "only unsigned 16- or 32-bit dose pixels are supported",
         ));
     }
-    let spacing = a.required_floats(obj, tags::PIXEL_SPACING)?;
-    let ipp = a.required_floats(obj, tags::IMAGE_POSITION_PATIENT)?;
-    let iop = a.required_floats(obj, tags::IMAGE_ORIENTATION_PATIENT)?;
-    if spacing.len() != 2 || ipp.len() != 3 || iop.len() != 6 {
-        return Err(a.bad(
-            tags::PIXEL_SPACING,
-            format!("{spacing:?} {ipp:?} {iop:?}"),
-            "wrong multiplicity",
-        ));
-    }
+    let (ipp, iop, spacing) = a.image_plane(obj)?;
     let offsets = if frames > 1 {
         a.required_floats(obj, tags::GRID_FRAME_OFFSET_VECTOR)?
     } else {
