@@ -10,6 +10,7 @@ use std::path::Path;
 use contour::ContourBuilder;
 use isodose::DoseGrid;
 use isodose::phantom::Structure;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
@@ -253,9 +254,26 @@ pub fn dvh_png(path: &Path, title: &str, curves: &[DvhCurve], prescription_gy: f
         [(prescription_gy, 0.0), (prescription_gy, 105.0)],
         ShapeStyle::from(&BLACK.mix(0.5)).stroke_width(1),
     ))?;
-    for (name, c, pts) in curves {
-        let color = RGBColor(c[0], c[1], c[2]);
-        let style = ShapeStyle::from(&color).stroke_width(2);
+    let curves: Vec<DepthCurve> = curves
+        .iter()
+        .map(|(name, c, pts)| (name.clone(), RGBColor(c[0], c[1], c[2]), pts.clone()))
+        .collect();
+    draw_curves(&mut chart, &curves, SeriesLabelPosition::UpperRight)?;
+    root.present()?;
+    Ok(())
+}
+
+type LineChart<'a> =
+    ChartContext<'a, BitMapBackend<'a>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// Labelled 2 px lines and their legend box.
+fn draw_curves(
+    chart: &mut LineChart<'_>,
+    curves: &[DepthCurve],
+    legend: SeriesLabelPosition,
+) -> PlotResult {
+    for (name, color, pts) in curves {
+        let style = ShapeStyle::from(color).stroke_width(2);
         chart
             .draw_series(LineSeries::new(pts.iter().copied(), style))?
             .label(name.clone())
@@ -263,12 +281,11 @@ pub fn dvh_png(path: &Path, title: &str, curves: &[DvhCurve], prescription_gy: f
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
+        .position(legend)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .label_font(("sans-serif", 14))
         .draw()?;
-    root.present()?;
     Ok(())
 }
 
@@ -318,20 +335,7 @@ pub fn depth_dose_png(
                 )
             });
     }
-    for (name, color, pts) in curves {
-        let style = ShapeStyle::from(color).stroke_width(2);
-        chart
-            .draw_series(LineSeries::new(pts.iter().copied(), style))?
-            .label(name.clone())
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], style));
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .draw()?;
+    draw_curves(&mut chart, curves, SeriesLabelPosition::UpperLeft)?;
     root.present()?;
     Ok(())
 }
