@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use isodose::phantom::{DemoPhantom, demo_implant};
-use isodose::qa::DoseVolume;
+use isodose::qa::Dvh;
 use isodose::tg43::SeedCatalogue;
 use isodose::{BackendChoice, Engine};
 
@@ -81,7 +81,7 @@ pub fn run(out_dir: &Path, backend: BackendChoice) -> Result<(), Box<dyn Error>>
     )?;
     let mut curves = Vec::new();
     for st in &phantom.structures {
-        let dv = DoseVolume::from_mask(&dose, &st.mask)?;
+        let dv = Dvh::from_mask(&dose, &st.mask)?;
         let d90 = dv.dose_at_fraction(0.9)?;
         writeln!(
             report,

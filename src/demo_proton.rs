@@ -11,7 +11,7 @@ use isodose::geometry::{BeamFrame, trace_ray};
 use isodose::phantom::{DemoPhantom, PROSTATE_SEMI_AXES_MM, Structure};
 use isodose::physics::hlut::Hlut;
 use isodose::proton::{DoseOptions, ProtonBeam, ProtonMachine, ProtonPlan, RangeShifter, Spot};
-use isodose::qa::DoseVolume;
+use isodose::qa::Dvh;
 use isodose::{Engine, Grid3};
 use nalgebra::{Point3, Unit, Vector3};
 use ndarray::Array3;
@@ -229,7 +229,7 @@ pub fn run(
         .map(|st| (st.name.clone(), mask_on(st, phantom, &grid)))
         .collect();
     for (name, mask) in &masks {
-        let dv = DoseVolume::from_mask(&dose, mask)?;
+        let dv = Dvh::from_mask(&dose, mask)?;
         writeln!(
             report,
             "  {:<10} {:>8.1} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",

@@ -1,9 +1,14 @@
-//! Plan quality assurance: dose-volume metrics.
+//! Plan quality assurance: the gamma index and dose-volume metrics.
 //!
-//! This module starts with the voxel-based metrics the demo and clinical
-//! reports need (D_x, V_x, mean, min, max over a structure mask). Sub-voxel
-//! DVHs, gamma and indices come with the QA work.
+//! - [`gamma`]: 3D gamma (Low et al. 1998), global or local, with the
+//!   evaluated dose interpolated between voxels and grids that may differ.
+//! - [`dvh`]: dose-volume histograms and metrics of a structure, from a mask,
+//!   a fractional occupancy or sub-voxel samples of a contoured structure.
 
 pub mod dvh;
+pub mod gamma;
+pub mod structure;
 
-pub use dvh::DoseVolume;
+pub use dvh::{Dvh, paddick_conformity, prescription_isodose_volume_cc};
+pub use gamma::{GammaCriteria, GammaResult, gamma_index};
+pub use structure::{DoseSample, Structure, StructurePlane};

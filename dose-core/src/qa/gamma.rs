@@ -1,0 +1,413 @@
+//! 3D gamma index (Low, Harms, Mutic, Purdy, Med Phys 25, 656 (1998)).
+//!
+//! For a reference point **x** with dose D_r(**x**), the gamma index is
+//!
+//! γ(**x**) = min over **r** of √( |**r**|² / Δd² + (D_e(**x** + **r**) − D_r(**x**))² / ΔD² )
+//!
+//! with Δd the distance-to-agreement criterion (mm) and ΔD the dose-difference
+//! criterion: `dose_percent` % of the normalisation dose (global: the maximum
+//! reference dose unless given) or of D_r(**x**) (local). A point passes when
+//! γ ≤ 1.
+//!
+//! **Evaluated dose between voxels.** D_e is interpolated trilinearly at any
+//! position, so the search is not limited to the evaluated grid's voxel
+//! centres: a coarse grid (voxels larger than Δd) does not fail points that
+//! agree. The two grids may differ in spacing, origin and size (both are
+//! axis-aligned in the patient system).
+//!
+//! **Search.** Offsets **r** on a cubic lattice of step `search_step` × Δd,
+//! inside the sphere of radius `max_gamma` × Δd, are visited in increasing
+//! |**r**|; since γ ≥ |**r**|/Δd the search stops as soon as |**r**|/Δd reaches
+//! the smallest γ found (the result is the exact lattice minimum, not an
+//! early guess). The lattice minimum is then refined off the lattice by a
+//! pattern search (26 neighbours, step halved down to 1/8 of the lattice
+//! step), which removes the lattice error in steep gradients. γ is capped at
+//! `max_gamma`: a stored value of `max_gamma` means "at least `max_gamma`".
+//!
+//! **Points that are not evaluated.** Reference points below the low-dose
+//! cut-off (`cutoff_percent` % of the normalisation dose) are excluded (NaN
+//! in the gamma volume). A reference point where no search position lies
+//! inside the evaluated grid fails (γ = +∞): missing evaluated dose is never a
+//! pass. In local mode, reference points with zero dose are excluded.
+
+use nalgebra::Point3;
+use ndarray::{Array3, Axis};
+use rayon::prelude::*;
+
+use crate::error::{DoseError, Result};
+use crate::grid::{DoseGrid, Volume};
+
+/// Gamma criteria and search options.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GammaCriteria {
+    /// Dose-difference criterion, percent (of the normalisation dose, or of
+    /// the local reference dose when `local`).
+    pub dose_percent: f64,
+    /// Distance-to-agreement criterion, mm.
+    pub dta_mm: f64,
+    /// Reference points below this percentage of the normalisation dose are
+    /// not evaluated.
+    pub cutoff_percent: f64,
+    /// Local (true) or global (false) dose difference.
+    pub local: bool,
+    /// Largest γ searched for; higher values are reported as `max_gamma`.
+    pub max_gamma: f64,
+    /// Lattice step of the search, as a fraction of the DTA (0.1 = Δd/10).
+    pub search_step: f64,
+    /// Global normalisation dose, Gy; `None` = the maximum reference dose.
+    pub normalisation_gy: Option<f64>,
+}
+
+impl GammaCriteria {
+    /// Criteria `dose_percent` %/`dta_mm` mm, global, with a 10 % low-dose
+    /// cut-off, γ searched up to 2, lattice step Δd/10.
+    pub fn new(dose_percent: f64, dta_mm: f64) -> Self {
+        Self {
+            dose_percent,
+            dta_mm,
+            cutoff_percent: 10.0,
+            local: false,
+            max_gamma: 2.0,
+            search_step: 0.1,
+            normalisation_gy: None,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let positive = |field: &str, v: f64| -> Result<()> {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(DoseError::OutOfRange {
+                    field: field.into(),
+                    value: v,
+                    reason: "must be finite and > 0".into(),
+                })
+            }
+        };
+        positive("gamma dose criterion (%)", self.dose_percent)?;
+        positive("gamma distance criterion (mm)", self.dta_mm)?;
+        positive("maximum gamma", self.max_gamma)?;
+        if !(self.cutoff_percent.is_finite() && (0.0..100.0).contains(&self.cutoff_percent)) {
+            return Err(DoseError::OutOfRange {
+                field: "gamma low-dose cut-off (%)".into(),
+                value: self.cutoff_percent,
+                reason: "must be in [0, 100)".into(),
+            });
+        }
+        if !(self.search_step.is_finite() && self.search_step > 0.0 && self.search_step <= 0.5) {
+            return Err(DoseError::OutOfRange {
+                field: "gamma search step (fraction of the DTA)".into(),
+                value: self.search_step,
+                reason: "must be in (0, 0.5]".into(),
+            });
+        }
+        // at most ~4 million lattice offsets (max_gamma / step = 100)
+        if self.max_gamma / self.search_step > 100.0 {
+            return Err(DoseError::OutOfRange {
+                field: "maximum gamma / search step".into(),
+                value: self.max_gamma / self.search_step,
+                reason: "must be <= 100 (the search lattice would be too large)".into(),
+            });
+        }
+        if let Some(n) = self.normalisation_gy {
+            positive("gamma normalisation dose (Gy)", n)?;
+        }
+        Ok(())
+    }
+}
+
+/// The gamma volume on the reference grid and its statistics.
+#[derive(Clone, Debug)]
+pub struct GammaResult {
+    gamma: Volume<f32>,
+    evaluated: usize,
+    passed: usize,
+    normalisation_gy: f64,
+    criteria: GammaCriteria,
+}
+
+impl GammaResult {
+    /// γ on the reference grid: NaN where not evaluated (below the cut-off),
+    /// +∞ where no evaluated dose was found, else capped at `max_gamma`.
+    pub fn gamma(&self) -> &Volume<f32> {
+        &self.gamma
+    }
+    /// Number of reference points evaluated (at or above the cut-off).
+    pub fn evaluated_count(&self) -> usize {
+        self.evaluated
+    }
+    /// Number of evaluated points with γ ≤ 1.
+    pub fn passed_count(&self) -> usize {
+        self.passed
+    }
+    /// Passed / evaluated, 0–1 (NaN when nothing was evaluated).
+    pub fn pass_rate(&self) -> f64 {
+        if self.evaluated == 0 {
+            f64::NAN
+        } else {
+            self.passed as f64 / self.evaluated as f64
+        }
+    }
+    /// The normalisation dose used (Gy).
+    pub fn normalisation_gy(&self) -> f64 {
+        self.normalisation_gy
+    }
+    /// The criteria used.
+    pub fn criteria(&self) -> &GammaCriteria {
+        &self.criteria
+    }
+    /// Evaluated γ values (finite or +∞).
+    fn values(&self) -> impl Iterator<Item = f64> + '_ {
+        self.gamma
+            .data()
+            .iter()
+            .filter(|g| !g.is_nan())
+            .map(|&g| f64::from(g))
+    }
+    /// Mean γ over the evaluated points (+∞ if any point had no evaluated dose).
+    pub fn mean_gamma(&self) -> f64 {
+        self.values().sum::<f64>() / self.evaluated.max(1) as f64
+    }
+    /// Largest γ over the evaluated points.
+    pub fn max_gamma(&self) -> f64 {
+        self.values().fold(0.0, f64::max)
+    }
+    /// Histogram of γ: `bins` equal bins over [0, max_gamma]; values at or
+    /// above `max_gamma` (and +∞) count in the last bin.
+    pub fn histogram(&self, bins: usize) -> Vec<usize> {
+        let bins = bins.max(1);
+        let mut h = vec![0usize; bins];
+        let top = self.criteria.max_gamma;
+        for g in self.values() {
+            let b = ((g / top) * bins as f64).floor();
+            let b = if b.is_finite() { b as usize } else { bins - 1 };
+            h[b.min(bins - 1)] += 1;
+        }
+        h
+    }
+}
+
+/// One search offset: displacement in mm (x, y, z) and its squared length
+/// over Δd².
+#[derive(Clone, Copy, Debug)]
+struct Offset {
+    r_mm: [f64; 3],
+    dist2: f64,
+}
+
+/// Lattice offsets within the sphere of radius `max_gamma`·Δd, sorted by length.
+fn search_offsets(c: &GammaCriteria) -> Vec<Offset> {
+    let step = c.search_step * c.dta_mm;
+    let n = (c.max_gamma / c.search_step).ceil() as i64;
+    let limit2 = c.max_gamma * c.max_gamma;
+    let mut out = Vec::new();
+    for k in -n..=n {
+        for j in -n..=n {
+            for i in -n..=n {
+                let r = [i as f64 * step, j as f64 * step, k as f64 * step];
+                let dist2 = (r[0] * r[0] + r[1] * r[1] + r[2] * r[2]) / (c.dta_mm * c.dta_mm);
+                if dist2 <= limit2 {
+                    out.push(Offset { r_mm: r, dist2 });
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| a.dist2.total_cmp(&b.dist2));
+    out
+}
+
+/// Trilinear sampling of the evaluated dose in its continuous voxel
+/// coordinates; `None` outside the box of its outer voxel centres (extended
+/// by half a voxel, value held constant there, as [`Volume::sample_trilinear`]).
+struct Sampler<'a> {
+    data: &'a Array3<f32>,
+    shape: [usize; 3],
+    inv_spacing: [f64; 3],
+    origin: [f64; 3],
+}
+
+impl Sampler<'_> {
+    #[inline]
+    fn at(&self, p_mm: [f64; 3]) -> Option<f64> {
+        let [nz, ny, nx] = self.shape;
+        let axis = |v: f64, n: usize| -> Option<(usize, usize, f64)> {
+            if !(v >= -0.5 && v <= n as f64 - 0.5) {
+                return None;
+            }
+            let v = v.clamp(0.0, (n - 1) as f64);
+            let lo = v.floor() as usize;
+            let hi = (lo + 1).min(n - 1);
+            Some((lo, hi, v - lo as f64))
+        };
+        let (x0, x1, fx) = axis((p_mm[0] - self.origin[0]) * self.inv_spacing[0], nx)?;
+        let (y0, y1, fy) = axis((p_mm[1] - self.origin[1]) * self.inv_spacing[1], ny)?;
+        let (z0, z1, fz) = axis((p_mm[2] - self.origin[2]) * self.inv_spacing[2], nz)?;
+        let v = |k: usize, j: usize, i: usize| f64::from(self.data[[k, j, i]]);
+        let lerp = |a: f64, b: f64, t: f64| a + (b - a) * t;
+        let c00 = lerp(v(z0, y0, x0), v(z0, y0, x1), fx);
+        let c01 = lerp(v(z0, y1, x0), v(z0, y1, x1), fx);
+        let c10 = lerp(v(z1, y0, x0), v(z1, y0, x1), fx);
+        let c11 = lerp(v(z1, y1, x0), v(z1, y1, x1), fx);
+        Some(lerp(lerp(c00, c01, fy), lerp(c10, c11, fy), fz))
+    }
+}
+
+/// γ² at offset `r` (mm) from `p`, or `None` when the evaluated dose is absent.
+#[inline]
+fn gamma2_at(
+    s: &Sampler<'_>,
+    p: [f64; 3],
+    r: [f64; 3],
+    d_ref: f64,
+    inv_dd2: f64,
+    inv_dta2: f64,
+) -> Option<f64> {
+    let de = s.at([p[0] + r[0], p[1] + r[1], p[2] + r[2]])?;
+    let diff = de - d_ref;
+    Some((r[0] * r[0] + r[1] * r[1] + r[2] * r[2]) * inv_dta2 + diff * diff * inv_dd2)
+}
+
+/// Computes the gamma index of `evaluated` against `reference` on the
+/// reference grid.
+///
+/// Errors: invalid criteria, non-finite doses, a reference without any dose
+/// above zero (global normalisation), or grids that do not overlap.
+pub fn gamma_index(
+    reference: &DoseGrid,
+    evaluated: &DoseGrid,
+    criteria: &GammaCriteria,
+) -> Result<GammaResult> {
+    criteria.validate()?;
+    for (what, v) in [("reference", reference), ("evaluated", evaluated)] {
+        if let Some(bad) = v.data().iter().find(|d| !d.is_finite()) {
+            return Err(DoseError::NonFinite {
+                field: format!("{what} dose (Gy)"),
+                value: f64::from(*bad),
+            });
+        }
+    }
+    let max_ref = reference
+        .data()
+        .iter()
+        .fold(0.0f64, |m, &d| m.max(f64::from(d)));
+    let norm = criteria.normalisation_gy.unwrap_or(max_ref);
+    if norm <= 0.0 {
+        return Err(DoseError::Empty {
+            what: "reference dose (no voxel above 0 Gy to normalise the gamma criteria)",
+        });
+    }
+    let (lo_r, hi_r) = reference.grid().centre_bounds_mm();
+    let (lo_e, hi_e) = evaluated.grid().centre_bounds_mm();
+    let reach = criteria.max_gamma * criteria.dta_mm;
+    let sp_e = evaluated.grid().spacing_mm();
+    for a in 0..3 {
+        if hi_r[a] + reach < lo_e[a] - sp_e[a] / 2.0 || lo_r[a] - reach > hi_e[a] + sp_e[a] / 2.0 {
+            return Err(DoseError::InvalidGrid {
+                reason: format!(
+                    "the evaluated dose grid ({:?}..{:?} mm) does not overlap the reference grid ({:?}..{:?} mm) along {}",
+                    lo_e[a],
+                    hi_e[a],
+                    lo_r[a],
+                    hi_r[a],
+                    ["x", "y", "z"][a]
+                ),
+            });
+        }
+    }
+
+    let offsets = search_offsets(criteria);
+    let sampler = Sampler {
+        data: evaluated.data(),
+        shape: evaluated.grid().shape(),
+        inv_spacing: [1.0 / sp_e.x, 1.0 / sp_e.y, 1.0 / sp_e.z],
+        origin: evaluated.grid().origin_mm().coords.into(),
+    };
+    let cutoff = criteria.cutoff_percent / 100.0 * norm;
+    let inv_dta2 = 1.0 / (criteria.dta_mm * criteria.dta_mm);
+    let max_g2 = criteria.max_gamma * criteria.max_gamma;
+    let lattice_step = criteria.search_step * criteria.dta_mm;
+    let rgrid = reference.grid().clone();
+
+    let point_gamma = |zyx: [usize; 3], d_ref: f64| -> f32 {
+        if d_ref < cutoff || (criteria.local && d_ref <= 0.0) {
+            return f32::NAN;
+        }
+        let dd = criteria.dose_percent / 100.0 * if criteria.local { d_ref } else { norm };
+        let inv_dd2 = 1.0 / (dd * dd);
+        let p: Point3<f64> = rgrid.index_to_world(zyx);
+        let p = [p.x, p.y, p.z];
+        let mut best = f64::INFINITY;
+        let mut best_r = [0.0; 3];
+        for o in &offsets {
+            if o.dist2 >= best || o.dist2 > max_g2 {
+                break;
+            }
+            if let Some(g2) = gamma2_at(&sampler, p, o.r_mm, d_ref, inv_dd2, inv_dta2)
+                && g2 < best
+            {
+                best = g2;
+                best_r = o.r_mm;
+            }
+        }
+        if !best.is_finite() {
+            return f32::INFINITY;
+        }
+        // pattern search off the lattice around the best lattice offset
+        if best > 0.0 && best < max_g2 {
+            let mut h = lattice_step / 2.0;
+            for _level in 0..3 {
+                for _iter in 0..4 {
+                    let mut moved = false;
+                    for dz in -1i32..=1 {
+                        for dy in -1i32..=1 {
+                            for dx in -1i32..=1 {
+                                if dx == 0 && dy == 0 && dz == 0 {
+                                    continue;
+                                }
+                                let r = [
+                                    best_r[0] + f64::from(dx) * h,
+                                    best_r[1] + f64::from(dy) * h,
+                                    best_r[2] + f64::from(dz) * h,
+                                ];
+                                if let Some(g2) =
+                                    gamma2_at(&sampler, p, r, d_ref, inv_dd2, inv_dta2)
+                                    && g2 < best
+                                {
+                                    best = g2;
+                                    best_r = r;
+                                    moved = true;
+                                }
+                            }
+                        }
+                    }
+                    if !moved {
+                        break;
+                    }
+                }
+                h /= 2.0;
+            }
+        }
+        best.sqrt().min(criteria.max_gamma) as f32
+    };
+
+    let mut out = Array3::<f32>::zeros(reference.data().raw_dim());
+    out.axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .zip(reference.data().axis_iter(Axis(0)).into_par_iter())
+        .enumerate()
+        .for_each(|(k, (mut g_slice, d_slice))| {
+            for ((j, i), g) in g_slice.indexed_iter_mut() {
+                *g = point_gamma([k, j, i], f64::from(d_slice[[j, i]]));
+            }
+        });
+    let evaluated_n = out.iter().filter(|g| !g.is_nan()).count();
+    let passed = out.iter().filter(|&&g| g <= 1.0).count();
+    Ok(GammaResult {
+        gamma: Volume::new(rgrid, out)?,
+        evaluated: evaluated_n,
+        passed,
+        normalisation_gy: norm,
+        criteria: criteria.clone(),
+    })
+}
