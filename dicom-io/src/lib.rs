@@ -5,19 +5,25 @@
 //! never the reverse.
 //!
 //! Today: CT series ([`ct`]), RT Ion Plans ([`rt_ion_plan`], in MU) and
-//! RTDOSE reading and writing ([`rtdose`]). RTSTRUCT, brachytherapy plans and
-//! the conversion of ion plans to isodose plans land with the rest of the
-//! DICOM-RT work.
+//! their conversion to isodose proton plans in protons
+//! ([`ion_plan_convert`]), and RTDOSE reading and writing ([`rtdose`]).
+//! RTSTRUCT and brachytherapy plans land with the rest of the DICOM-RT work.
 
 mod attrs;
 pub mod ct;
 mod error;
+pub mod ion_plan_convert;
+pub mod rt_brachy_plan;
 pub mod rt_ion_plan;
 pub mod rtdose;
 pub mod rtstruct;
 
 pub use ct::read_ct;
 pub use error::DicomIoError;
+pub use rt_brachy_plan::{
+    BrachyApplicationSetup, BrachyChannel, BrachyControlPoint, BrachyPlan, BrachyPlanContext,
+    BrachySeed, BrachySource, PlanDateTime, read_brachy_plan, write_brachy_plan,
+};
 pub use rt_ion_plan::{IonBeam, IonLayer, IonPlan, RangeShifterSetting, read_ion_plan};
 pub use rtdose::{DoseContext, RtDose, read_rtdose, write_rtdose};
 pub use rtstruct::{Contour, Roi, read_rtstruct};

@@ -6,7 +6,9 @@
 //! group) corresponds to its FinalCumulativeMetersetWeight. So a spot's MU is
 //! weight × BeamMeterset / FinalCumulativeMetersetWeight. The number of
 //! protons is MU × the machine's protons-per-MU calibration at the spot's
-//! energy; isodose never treats MU as dose or protons.
+//! energy; isodose never treats MU as dose or protons. The conversion to an
+//! isodose plan in protons is [`IonPlan::to_proton_plan`]
+//! ([`crate::ion_plan_convert`]).
 //!
 //! Control points come in pairs per layer (spots with weights, then a
 //! zero-weight layer end); spots of zero weight are kept out. Beam geometry
@@ -14,7 +16,7 @@
 //! first control point and updated by any later one that repeats it, as
 //! Eclipse does.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use dicom_dictionary_std::tags;
 use dicom_object::mem::InMemDicomObject;
@@ -92,9 +94,13 @@ impl IonBeam {
     }
 }
 
-/// An RT Ion Plan.
+/// An RT Ion Plan. Convert it to isodose's plan (protons per spot) with
+/// [`IonPlan::to_proton_plan`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct IonPlan {
+    /// The file the plan was read from (named in conversion errors; any
+    /// label for plans built in memory).
+    pub path: PathBuf,
     /// RTPlanLabel.
     pub label: String,
     /// NumberOfFractionsPlanned of the first fraction group.
@@ -310,6 +316,7 @@ pub fn read_ion_plan(path: impl AsRef<Path>) -> Result<IonPlan> {
         .first()
         .and_then(|i| c.text(i, tags::REFERENCED_SOP_INSTANCE_UID));
     Ok(IonPlan {
+        path: path.to_owned(),
         label: c.text(obj, tags::RT_PLAN_LABEL).unwrap_or_default(),
         fractions: fractions as u32,
         beams,

@@ -131,84 +131,150 @@ pub fn highland_params() -> Result<HighlandParams> {
     })
 }
 
-fn build() -> Result<ProtonMachine> {
-    let origin = "generic_machine.json";
-    let recipe = parse(RECIPE_JSON, origin)?;
-    let pstar = WaterStopping::pstar()?;
-    let params = bortfeld_params()?;
-    let first = number(&recipe, &["energies_mev", "first"], origin)?;
-    let last = number(&recipe, &["energies_mev", "last"], origin)?;
-    let step = number(&recipe, &["energies_mev", "step"], origin)?;
-    let spread = number(&recipe, &["energy_spread_fraction", "value"], origin)?;
-    let sad_x = number(&recipe, &["optics", "sad_x_mm"], origin)?;
-    let sad_y = number(&recipe, &["optics", "sad_y_mm"], origin)?;
-    let sigma_e = numbers(
-        &recipe,
-        &["optics", "sigma_at_isocenter_mm", "energy_mev"],
-        origin,
-    )?;
-    let sigma_v = numbers(
-        &recipe,
-        &["optics", "sigma_at_isocenter_mm", "sigma_mm"],
-        origin,
-    )?;
-    let divergence = number(&recipe, &["optics", "divergence_mrad"], origin)?;
-    let correlation = number(&recipe, &["optics", "correlation"], origin)?;
-    let halo_fraction = number(
-        &recipe,
-        &["nuclear_halo", "sigma_fraction_of_range"],
-        origin,
-    )?;
-    let n_ref = number(
-        &recipe,
-        &["monitor_units", "protons_per_mu_at_reference"],
-        origin,
-    )?;
-    let e_ref = number(&recipe, &["monitor_units", "reference_energy_mev"], origin)?;
-    let s_ref = pstar.stopping_power_mev_cm2_g(e_ref)?;
-    if !(step > 0.0 && last >= first) || sigma_e.len() != sigma_v.len() || sigma_e.is_empty() {
-        return Err(data_error(
-            origin,
-            "energies or optics tables are malformed",
-        ));
+/// The recipe's per-energy constants, read once.
+struct Recipe {
+    first: f64,
+    last: f64,
+    step: f64,
+    spread: f64,
+    sad_x: f64,
+    sad_y: f64,
+    sigma_e: Vec<f64>,
+    sigma_v: Vec<f64>,
+    divergence: f64,
+    correlation: f64,
+    halo_fraction: f64,
+    n_ref: f64,
+    s_ref: f64,
+    params: BortfeldParams,
+}
+
+impl Recipe {
+    fn read() -> Result<Self> {
+        let origin = "generic_machine.json";
+        let recipe = parse(RECIPE_JSON, origin)?;
+        let pstar = WaterStopping::pstar()?;
+        let e_ref = number(&recipe, &["monitor_units", "reference_energy_mev"], origin)?;
+        let r = Self {
+            first: number(&recipe, &["energies_mev", "first"], origin)?,
+            last: number(&recipe, &["energies_mev", "last"], origin)?,
+            step: number(&recipe, &["energies_mev", "step"], origin)?,
+            spread: number(&recipe, &["energy_spread_fraction", "value"], origin)?,
+            sad_x: number(&recipe, &["optics", "sad_x_mm"], origin)?,
+            sad_y: number(&recipe, &["optics", "sad_y_mm"], origin)?,
+            sigma_e: numbers(
+                &recipe,
+                &["optics", "sigma_at_isocenter_mm", "energy_mev"],
+                origin,
+            )?,
+            sigma_v: numbers(
+                &recipe,
+                &["optics", "sigma_at_isocenter_mm", "sigma_mm"],
+                origin,
+            )?,
+            divergence: number(&recipe, &["optics", "divergence_mrad"], origin)?,
+            correlation: number(&recipe, &["optics", "correlation"], origin)?,
+            halo_fraction: number(
+                &recipe,
+                &["nuclear_halo", "sigma_fraction_of_range"],
+                origin,
+            )?,
+            n_ref: number(
+                &recipe,
+                &["monitor_units", "protons_per_mu_at_reference"],
+                origin,
+            )?,
+            s_ref: pstar.stopping_power_mev_cm2_g(e_ref)?,
+            params: bortfeld_params()?,
+        };
+        if !(r.step > 0.0 && r.last >= r.first)
+            || r.sigma_e.len() != r.sigma_v.len()
+            || r.sigma_e.is_empty()
+        {
+            return Err(data_error(
+                origin,
+                "energies or optics tables are malformed",
+            ));
+        }
+        Ok(r)
     }
-    let count = ((last - first) / step).round() as usize + 1;
+
+    /// The beam model of energy `e` (MeV), computed from physics.
+    fn model(&self, e: f64) -> Result<EnergyModel> {
+        let pstar = WaterStopping::pstar()?;
+        let range = pstar.csda_range_mm(e)?;
+        let s = pstar.stopping_power_mev_cm2_g(e)?;
+        let curve = BraggCurve::new(&self.params, e, range, s, self.spread)?;
+        let sigma = curve.sigma_mm();
+        let end = range + 8.0 * sigma;
+        let dz = (sigma / 5.0).min(0.25);
+        let n = (end / dz).ceil() as usize + 1;
+        let depths: Vec<f64> = (0..n).map(|k| k as f64 * dz).collect();
+        let dose: Vec<f64> = depths
+            .iter()
+            .map(|&z| (curve.dose(z) * GY_MM2_PER_MEV_CM2_PER_G).max(0.0))
+            .collect();
+        let idd = DepthCurve::new(&format!("generic {e} MeV idd"), depths, dose)?;
+        let halo_depths: Vec<f64> = (0..=(end.ceil() as usize)).map(|k| k as f64).collect();
+        let weight = halo_depths
+            .iter()
+            .map(|&z| curve.nuclear_fraction(z))
+            .collect();
+        let extra = vec![self.halo_fraction * range; halo_depths.len()];
+        let halo = HaloModel {
+            weight: DepthCurve::new("generic halo weight", halo_depths.clone(), weight)?,
+            extra_sigma_mm: DepthCurve::new("generic halo sigma", halo_depths, extra)?,
+        };
+        let optics = SpotOptics {
+            sigma_mm: lerp_clamped(&self.sigma_e, &self.sigma_v, e),
+            divergence_mrad: self.divergence,
+            correlation: self.correlation,
+        };
+        EnergyModel::new(
+            e,
+            idd,
+            optics,
+            optics,
+            self.n_ref * self.s_ref / s,
+            Some(halo),
+        )
+    }
+}
+
+/// The generic machine's beam model at any energy `energy_mev` within its
+/// range (70–230 MeV), computed directly from physics by the same recipe as
+/// the tabulated energies, not interpolated. It is the reference against
+/// which [`ProtonMachine::energy_model`]'s interpolation between tabulated
+/// energies is measured.
+pub fn generic_energy_model(energy_mev: f64) -> Result<EnergyModel> {
+    let recipe = Recipe::read()?;
+    if !(energy_mev >= recipe.first && energy_mev <= recipe.last) {
+        return Err(DoseError::OutOfRange {
+            field: "generic machine energy (MeV)".into(),
+            value: energy_mev,
+            reason: format!(
+                "the generic machine covers {} to {} MeV",
+                recipe.first, recipe.last
+            ),
+        });
+    }
+    recipe.model(energy_mev)
+}
+
+fn build() -> Result<ProtonMachine> {
+    let recipe = Recipe::read()?;
+    let count = ((recipe.last - recipe.first) / recipe.step).round() as usize + 1;
     let energies = (0..count)
         .into_par_iter()
-        .map(|i| {
-            let e = first + i as f64 * step;
-            let range = pstar.csda_range_mm(e)?;
-            let s = pstar.stopping_power_mev_cm2_g(e)?;
-            let curve = BraggCurve::new(&params, e, range, s, spread)?;
-            let sigma = curve.sigma_mm();
-            let end = range + 8.0 * sigma;
-            let dz = (sigma / 5.0).min(0.25);
-            let n = (end / dz).ceil() as usize + 1;
-            let depths: Vec<f64> = (0..n).map(|k| k as f64 * dz).collect();
-            let dose: Vec<f64> = depths
-                .iter()
-                .map(|&z| (curve.dose(z) * GY_MM2_PER_MEV_CM2_PER_G).max(0.0))
-                .collect();
-            let idd = DepthCurve::new(&format!("generic {e} MeV idd"), depths, dose)?;
-            let halo_depths: Vec<f64> = (0..=(end.ceil() as usize)).map(|k| k as f64).collect();
-            let weight = halo_depths
-                .iter()
-                .map(|&z| curve.nuclear_fraction(z))
-                .collect();
-            let extra = vec![halo_fraction * range; halo_depths.len()];
-            let halo = HaloModel {
-                weight: DepthCurve::new("generic halo weight", halo_depths.clone(), weight)?,
-                extra_sigma_mm: DepthCurve::new("generic halo sigma", halo_depths, extra)?,
-            };
-            let optics = SpotOptics {
-                sigma_mm: lerp_clamped(&sigma_e, &sigma_v, e),
-                divergence_mrad: divergence,
-                correlation,
-            };
-            EnergyModel::new(e, idd, optics, optics, n_ref * s_ref / s, Some(halo))
-        })
+        .map(|i| recipe.model(recipe.first + i as f64 * recipe.step))
         .collect::<Result<Vec<_>>>()?;
-    ProtonMachine::new("generic", sad_x, sad_y, energies, highland_params()?)
+    ProtonMachine::new(
+        "generic",
+        recipe.sad_x,
+        recipe.sad_y,
+        energies,
+        highland_params()?,
+    )
 }
 
 /// The built-in generic machine (built once per process, then shared).

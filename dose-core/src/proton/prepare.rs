@@ -344,11 +344,19 @@ pub(crate) fn prepare_beam(
     let mut energies: Vec<f64> = beam.spots().iter().map(|s| s.energy_mev).collect();
     energies.sort_by(f64::total_cmp);
     energies.dedup();
-    let models: Vec<(f64, &EnergyModel, DepthModel, f64)> = energies
+    // energies between the machine's tabulated ones are interpolated
+    // (`ProtonMachine::energy_model`); outside its range they are an error
+    let models: Vec<(f64, std::borrow::Cow<'_, EnergyModel>, DepthModel, f64)> = energies
         .iter()
         .map(|&e| {
-            let em = machine.energy(e)?;
-            let dm = DepthModel::new(em, shifter, options.include_halo, pstar, machine.highland())?;
+            let em = machine.energy_model(e)?;
+            let dm = DepthModel::new(
+                &em,
+                shifter,
+                options.include_halo,
+                pstar,
+                machine.highland(),
+            )?;
             let theta = match shifter {
                 Some(s) => shifter_theta0(s, em.energy_mev, pstar, machine.highland())?,
                 None => 0.0,
@@ -497,7 +505,7 @@ pub(crate) fn prepare_beam(
 }
 
 fn machine_energy_error(machine: &ProtonMachine, energy: f64) -> DoseError {
-    match machine.energy(energy) {
+    match machine.energy_model(energy) {
         Err(e) => e,
         Ok(_) => DoseError::OutOfRange {
             field: "spot energy (MeV)".into(),
