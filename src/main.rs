@@ -3,6 +3,7 @@
 mod demo;
 mod demo_proton;
 mod plot;
+mod qa_cli;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -37,6 +38,67 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// 3D gamma index of an evaluated RTDOSE against a reference RTDOSE (Low et
+    /// al. 1998; evaluated dose interpolated between voxels; grids may differ).
+    /// Exit code 2 when --require-pass fails.
+    Gamma {
+        /// Reference dose (RTDOSE, Gy), e.g. the planning system's.
+        reference: PathBuf,
+        /// Evaluated dose (RTDOSE, Gy), e.g. isodose's.
+        evaluated: PathBuf,
+        /// Dose-difference criterion, % (of the maximum reference dose, or of the local dose with --local).
+        #[arg(long, default_value_t = 3.0)]
+        dd: f64,
+        /// Distance-to-agreement criterion, mm.
+        #[arg(long, default_value_t = 3.0)]
+        dta: f64,
+        /// Low-dose cut-off, % of the maximum reference dose.
+        #[arg(long, default_value_t = 10.0)]
+        cutoff: f64,
+        /// Local dose difference (default: global).
+        #[arg(long)]
+        local: bool,
+        /// Largest gamma searched for.
+        #[arg(long, default_value_t = 2.0)]
+        max_gamma: f64,
+        /// Search lattice step, as a fraction of the DTA.
+        #[arg(long, default_value_t = 0.1)]
+        step: f64,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Write a PNG report (slice map and histogram).
+        #[arg(long)]
+        png: Option<PathBuf>,
+        /// Minimum pass rate, %; below it the exit code is 2.
+        #[arg(long)]
+        require_pass: Option<f64>,
+    },
+    /// Dose-volume histograms and metrics of the ROIs of an RTSTRUCT on an
+    /// RTDOSE, with sub-voxel sampling of the contours.
+    Dvh {
+        /// The dose (RTDOSE, Gy).
+        #[arg(long)]
+        dose: PathBuf,
+        /// The structure set (RTSTRUCT).
+        #[arg(long = "struct")]
+        structures: PathBuf,
+        /// ROIs to report (default: all with closed contours); repeatable.
+        #[arg(long = "roi")]
+        rois: Vec<String>,
+        /// Samples per dose voxel along y and z (1-16).
+        #[arg(long, default_value_t = 4)]
+        subdivisions: usize,
+        /// Prescription dose, Gy: adds V_Rx and a line on the plot.
+        #[arg(long)]
+        prescription: Option<f64>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Write a PNG of the cumulative DVHs (ROI colours of the RTSTRUCT).
+        #[arg(long)]
+        png: Option<PathBuf>,
+    },
     /// List the TG-43 seed models shipped with isodose, or load a seed file.
     Seeds {
         /// A seed file (isodose-tg43-seed/1 JSON) to validate and summarise.
@@ -45,56 +107,120 @@ enum Command {
     },
 }
 
-fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+/// Exit code of a QA requirement that was not met (2; 1 is any other error).
+const REQUIREMENT_FAILED: u8 = 2;
+
+fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     match cli.command {
-        Command::Demo { out, backend } => demo::run(&out, BackendChoice::parse(&backend)?),
-        Command::Info { paths } => {
-            let mut text = String::new();
-            let mut failed = 0;
-            for path in &paths {
-                match info(path) {
-                    Ok(summary) => writeln!(text, "{}: {summary}", path.display())?,
-                    Err(e) => {
-                        failed += 1;
-                        writeln!(text, "{}: error: {e}", path.display())?;
-                    }
-                }
-            }
-            print_stdout(&text)?;
-            if failed > 0 {
-                return Err(format!("{failed} of {} paths could not be read", paths.len()).into());
-            }
-            Ok(())
+        Command::Gamma {
+            reference,
+            evaluated,
+            dd,
+            dta,
+            cutoff,
+            local,
+            max_gamma,
+            step,
+            json,
+            png,
+            require_pass,
+        } => {
+            let mut criteria = isodose::qa::GammaCriteria::new(dd, dta);
+            criteria.cutoff_percent = cutoff;
+            criteria.local = local;
+            criteria.max_gamma = max_gamma;
+            criteria.search_step = step;
+            let ok = qa_cli::gamma(&qa_cli::GammaArgs {
+                reference,
+                evaluated,
+                criteria,
+                json,
+                png,
+                require_pass_percent: require_pass,
+            })?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(REQUIREMENT_FAILED)
+            })
         }
-        Command::Seeds { file } => {
-            let models = match file {
-                Some(path) => vec![isodose::tg43::SeedModel::from_json_file(path)?],
-                None => SeedCatalogue::builtin().models().cloned().collect(),
-            };
-            let mut text = format!(
-                "{:<24} {:>8} {:>7} {:>10} {:>6}  name\n",
-                "key", "Λ", "L mm", "Ḋ(1cm,90°)", "φ_an"
-            );
-            for m in models {
-                let d = dose_rate_per_u(&m, Formalism::Line, 10.0, 90.0)?;
-                writeln!(
-                    text,
-                    "{:<24} {:>8.3} {:>7.2} {:>10.4} {:>6}  {}",
-                    m.key(),
-                    m.dose_rate_constant(),
-                    m.active_length_mm(),
-                    d,
-                    if m.anisotropy_factor().is_some() {
-                        "yes"
-                    } else {
-                        "no"
-                    },
-                    m.name()
-                )?;
+        Command::Dvh {
+            dose,
+            structures,
+            rois,
+            subdivisions,
+            prescription,
+            json,
+            png,
+        } => {
+            qa_cli::dvh(&qa_cli::DvhArgs {
+                dose,
+                structures,
+                rois,
+                subdivisions,
+                json,
+                png,
+                prescription_gy: prescription,
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { out, backend } => {
+            demo::run(&out, BackendChoice::parse(&backend)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Info { paths } => info_command(&paths).map(|()| ExitCode::SUCCESS),
+        Command::Seeds { file } => seeds_command(file).map(|()| ExitCode::SUCCESS),
+    }
+}
+
+/// `isodose info`: one line per path; an error if any path failed.
+fn info_command(paths: &[PathBuf]) -> Result<(), Box<dyn std::error::Error>> {
+    let mut text = String::new();
+    let mut failed = 0;
+    for path in paths {
+        match info(path) {
+            Ok(summary) => writeln!(text, "{}: {summary}", path.display())?,
+            Err(e) => {
+                failed += 1;
+                writeln!(text, "{}: error: {e}", path.display())?;
             }
-            print_stdout(&text)
         }
     }
+    print_stdout(&text)?;
+    if failed > 0 {
+        return Err(format!("{failed} of {} paths could not be read", paths.len()).into());
+    }
+    Ok(())
+}
+
+/// `isodose seeds`: the seed catalogue, or one seed file, as a table.
+fn seeds_command(file: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {
+    let models = match file {
+        Some(path) => vec![isodose::tg43::SeedModel::from_json_file(path)?],
+        None => SeedCatalogue::builtin().models().cloned().collect(),
+    };
+    let mut text = format!(
+        "{:<24} {:>8} {:>7} {:>10} {:>6}  name\n",
+        "key", "Λ", "L mm", "Ḋ(1cm,90°)", "φ_an"
+    );
+    for m in models {
+        let d = dose_rate_per_u(&m, Formalism::Line, 10.0, 90.0)?;
+        writeln!(
+            text,
+            "{:<24} {:>8.3} {:>7.2} {:>10.4} {:>6}  {}",
+            m.key(),
+            m.dose_rate_constant(),
+            m.active_length_mm(),
+            d,
+            if m.anisotropy_factor().is_some() {
+                "yes"
+            } else {
+                "no"
+            },
+            m.name()
+        )?;
+    }
+    print_stdout(&text)
 }
 
 /// One line on what a DICOM file or CT folder holds.
@@ -175,7 +301,7 @@ pub(crate) fn print_stdout(text: &str) -> Result<(), Box<dyn std::error::Error>>
 
 fn main() -> ExitCode {
     match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
             let mut source = e.source();

@@ -230,6 +230,148 @@ pub fn axial_dose_png(
     Ok(())
 }
 
+/// Colour of a gamma value: passing values from white (0) to green (1),
+/// failing ones from orange to dark red (at the search limit and beyond).
+fn gamma_colour(g: f64, max_gamma: f64) -> RGBColor {
+    if g <= 1.0 {
+        let t = g.clamp(0.0, 1.0);
+        let mix = |a: f64, b: f64| (a + t * (b - a)).round() as u8;
+        RGBColor(mix(235.0, 40.0), mix(245.0, 170.0), mix(235.0, 70.0))
+    } else {
+        let t = ((g - 1.0) / (max_gamma - 1.0).max(1e-9)).clamp(0.0, 1.0);
+        let mix = |a: f64, b: f64| (a + t * (b - a)).round() as u8;
+        RGBColor(mix(255.0, 130.0), mix(150.0, 0.0), mix(40.0, 20.0))
+    }
+}
+
+/// Gamma report: the axial slice through the reference maximum (γ colours
+/// on grey where not evaluated, reference isodose lines at 50 and 90 %) and
+/// the histogram of γ.
+pub fn gamma_png(
+    path: &Path,
+    reference: &DoseGrid,
+    result: &isodose::qa::GammaResult,
+) -> PlotResult {
+    let grid = reference.grid();
+    let [_, ny, nx] = grid.shape();
+    let (kmax, _) =
+        reference
+            .data()
+            .indexed_iter()
+            .fold(((0, 0, 0), f32::MIN), |best, (idx, &v)| {
+                if v > best.1 { (idx, v) } else { best }
+            });
+    let k = kmax.0;
+    let (o, sp) = (grid.origin_mm(), grid.spacing_mm());
+    let c = result.criteria();
+    let root = BitMapBackend::new(path, (1300, 620)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (left, right) = root.split_horizontally(680);
+    let xr = (o.x - sp.x / 2.0, o.x + (nx as f64 - 0.5) * sp.x);
+    let yr = (o.y - sp.y / 2.0, o.y + (ny as f64 - 0.5) * sp.y);
+    let mut chart = ChartBuilder::on(&left)
+        .caption(
+            format!(
+                "gamma {} % / {} mm{}, z = {:.1} mm",
+                c.dose_percent,
+                c.dta_mm,
+                if c.local { " local" } else { "" },
+                o.z + k as f64 * sp.z
+            ),
+            ("sans-serif", 18),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        // anterior (−y) at the top
+        .build_cartesian_2d(xr.0..xr.1, yr.1..yr.0)?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_desc("x (mm, patient left →)")
+        .y_desc("y (mm, posterior ↓)")
+        .label_style(("sans-serif", 13))
+        .draw()?;
+    let gamma = result.gamma().data();
+    chart.draw_series((0..ny).flat_map(|j| {
+        (0..nx).map(move |i| {
+            let g = f64::from(gamma[[k, j, i]]);
+            let colour = if g.is_nan() {
+                RGBColor(200, 200, 200)
+            } else {
+                gamma_colour(g, c.max_gamma)
+            };
+            let (x, y) = (o.x + i as f64 * sp.x, o.y + j as f64 * sp.y);
+            Rectangle::new(
+                [
+                    (x - sp.x / 2.0, y - sp.y / 2.0),
+                    (x + sp.x / 2.0, y + sp.y / 2.0),
+                ],
+                colour.filled(),
+            )
+        })
+    }))?;
+    let slice: Vec<f64> = (0..ny)
+        .flat_map(|j| (0..nx).map(move |i| (j, i)))
+        .map(|(j, i)| f64::from(reference.data()[[k, j, i]]))
+        .collect();
+    for (level, colour) in [(0.5, RGBColor(0, 90, 255)), (0.9, RGBColor(90, 0, 90))] {
+        for line in iso_lines(
+            &slice,
+            (nx, ny),
+            level * result.normalisation_gy(),
+            (o.x, o.y),
+            (sp.x, sp.y),
+        )? {
+            chart.draw_series(LineSeries::new(
+                line,
+                ShapeStyle::from(&colour).stroke_width(2),
+            ))?;
+        }
+    }
+    let bins = 20;
+    let hist = result.histogram(bins);
+    let total = result.evaluated_count().max(1) as f64;
+    let top = hist
+        .iter()
+        .map(|&h| 100.0 * h as f64 / total)
+        .fold(1.0, f64::max);
+    let w = c.max_gamma / bins as f64;
+    let mut hc = ChartBuilder::on(&right)
+        .caption(
+            format!(
+                "pass rate {:.2} % ({} of {} points)",
+                100.0 * result.pass_rate(),
+                result.passed_count(),
+                result.evaluated_count()
+            ),
+            ("sans-serif", 18),
+        )
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0.0..c.max_gamma, 0.0..top * 1.1)?;
+    hc.configure_mesh()
+        .x_desc("gamma (last bin: at or above the search limit)")
+        .y_desc("points (%)")
+        .label_style(("sans-serif", 13))
+        .draw()?;
+    hc.draw_series(hist.iter().enumerate().map(|(b, &h)| {
+        let x0 = b as f64 * w;
+        let colour = gamma_colour(x0 + w / 2.0, c.max_gamma);
+        Rectangle::new(
+            [(x0, 0.0), (x0 + w, 100.0 * h as f64 / total)],
+            colour.filled(),
+        )
+    }))?;
+    hc.draw_series(LineSeries::new(
+        [(1.0, 0.0), (1.0, top * 1.1)],
+        ShapeStyle::from(&BLACK).stroke_width(1),
+    ))?;
+    root.present()?;
+    Ok(())
+}
+
 /// Cumulative DVHs: for each structure, (dose Gy, volume %) points.
 pub fn dvh_png(path: &Path, title: &str, curves: &[DvhCurve], prescription_gy: f64) -> PlotResult {
     let max_dose = curves
@@ -250,10 +392,12 @@ pub fn dvh_png(path: &Path, title: &str, curves: &[DvhCurve], prescription_gy: f
         .y_desc("volume (%)")
         .label_style(("sans-serif", 14))
         .draw()?;
-    chart.draw_series(LineSeries::new(
-        [(prescription_gy, 0.0), (prescription_gy, 105.0)],
-        ShapeStyle::from(&BLACK.mix(0.5)).stroke_width(1),
-    ))?;
+    if prescription_gy > 0.0 {
+        chart.draw_series(LineSeries::new(
+            [(prescription_gy, 0.0), (prescription_gy, 105.0)],
+            ShapeStyle::from(&BLACK.mix(0.5)).stroke_width(1),
+        ))?;
+    }
     let curves: Vec<DepthCurve> = curves
         .iter()
         .map(|(name, c, pts)| (name.clone(), RGBColor(c[0], c[1], c[2]), pts.clone()))

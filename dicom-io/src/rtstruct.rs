@@ -14,7 +14,8 @@ use std::path::Path;
 use dicom_core::header::HasLength;
 use dicom_dictionary_std::tags;
 use dicom_object::mem::InMemDicomObject;
-use isodose_core::Grid3;
+use isodose_core::qa::Structure;
+use isodose_core::{DoseError, Grid3};
 use ndarray::Array3;
 
 use crate::attrs::{Attrs, open};
@@ -163,6 +164,24 @@ fn fill_row(
 }
 
 impl Roi {
+    /// The ROI as a contoured [`Structure`] for sub-voxel DVHs: its
+    /// CLOSED_PLANAR contours (others carry no volume), each plane standing
+    /// for a slab half-way to its neighbours; `single_plane_thickness_mm` is
+    /// the slab of an ROI contoured on one plane only (use the CT slice
+    /// thickness). Errors: no closed contour, or a contour that is not axial.
+    pub fn structure(
+        &self,
+        single_plane_thickness_mm: f64,
+    ) -> std::result::Result<Structure, DoseError> {
+        let contours: Vec<Vec<[f64; 3]>> = self
+            .contours
+            .iter()
+            .filter(|c| c.geometric_type == "CLOSED_PLANAR" && c.points.len() >= 3)
+            .map(|c| c.points.clone())
+            .collect();
+        Structure::from_contours(&self.name, &contours, single_plane_thickness_mm)
+    }
+
     /// Voxel mask of the ROI on `grid` (`[z, y, x]`), voxel centres inside.
     pub fn mask(&self, grid: &Grid3) -> Array3<bool> {
         let [nz, ny, nx] = grid.shape();

@@ -130,3 +130,23 @@ proptest! {
         prop_assert!((filled - exact).abs() <= perimeter * h, "filled {} exact {} perimeter {}", filled, exact, perimeter);
     }
 }
+
+#[test]
+fn raystation_cube_as_a_contoured_structure() {
+    // Cube101010: 21 square contours of 100 × 100 mm, 5 mm apart from z = −50
+    // to 50 mm. In the slab model each plane stands for 5 mm (a CT slice), so
+    // the structure is 105 mm tall: 1050 cm³, half a slice beyond each outer
+    // plane (the whole-voxel mask above stops at the outer planes: 1000 cm³).
+    let rois = read_rtstruct(data("aptg_sobp_RS.dcm")).unwrap();
+    let cube = rois.iter().find(|r| r.name == "Cube101010").unwrap();
+    let s = cube.structure(5.0).unwrap();
+    let zs: Vec<f64> = s.planes().iter().map(|p| p.z_mm).collect();
+    assert_eq!(zs.len(), 21);
+    for (i, z) in zs.iter().enumerate() {
+        assert!((z - (-50.0 + 5.0 * i as f64)).abs() < 1e-3, "{zs:?}");
+    }
+    assert!((s.volume_cc() - 1050.0).abs() < 1e-6, "{}", s.volume_cc());
+    // the point ROI has no closed contour: a clear error, not an empty DVH
+    let lopo = rois.iter().find(|r| r.name == "LoPo").unwrap();
+    assert!(lopo.structure(3.0).is_err());
+}
