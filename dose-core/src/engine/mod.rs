@@ -208,6 +208,35 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// The gamma index of `evaluated` against `reference` (see
+    /// [`crate::qa::gamma`]) on this engine's backend. The GPU kernel is the
+    /// WGSL port of the CPU kernel (f32 instead of f64). With `Auto`, a GPU
+    /// failure falls back to the CPU with a message on stderr; with `Gpu` it
+    /// is an error.
+    pub fn gamma(
+        &self,
+        reference: &DoseGrid,
+        evaluated: &DoseGrid,
+        criteria: &crate::qa::GammaCriteria,
+    ) -> Result<crate::qa::GammaResult> {
+        use crate::qa::gamma as g;
+        let setup = g::setup(reference, evaluated, criteria)?;
+        #[cfg(feature = "gpu")]
+        if let Some(ctx) = &self.gpu {
+            match gpu::gamma::gamma_grid(ctx, reference, evaluated, &setup) {
+                Ok(values) => return g::finish(reference, values, setup, self.backend.clone()),
+                Err(e) if self.choice == BackendChoice::Auto => {
+                    eprintln!("isodose: GPU gamma failed ({e}); computing it on the CPU");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let values = g::gamma_cpu(reference, evaluated, &setup);
+        g::finish(reference, values, setup, cpu_kind())
+    }
+}
+
 /// Default limit on the memory of a dij, bytes (8 GiB).
 pub const DEFAULT_DIJ_LIMIT_BYTES: usize = 8 << 30;
 

@@ -34,6 +34,7 @@ use nalgebra::Point3;
 use ndarray::{Array3, Axis};
 use rayon::prelude::*;
 
+use crate::engine::BackendKind;
 use crate::error::{DoseError, Result};
 use crate::grid::{DoseGrid, Volume};
 
@@ -125,6 +126,7 @@ pub struct GammaResult {
     passed: usize,
     normalisation_gy: f64,
     criteria: GammaCriteria,
+    backend: BackendKind,
 }
 
 impl GammaResult {
@@ -156,6 +158,10 @@ impl GammaResult {
     /// The criteria used.
     pub fn criteria(&self) -> &GammaCriteria {
         &self.criteria
+    }
+    /// The backend that computed it.
+    pub fn backend(&self) -> &BackendKind {
+        &self.backend
     }
     /// Evaluated γ values (finite or +∞).
     fn values(&self) -> impl Iterator<Item = f64> + '_ {
@@ -191,9 +197,9 @@ impl GammaResult {
 /// One search offset: displacement in mm (x, y, z) and its squared length
 /// over Δd².
 #[derive(Clone, Copy, Debug)]
-struct Offset {
-    r_mm: [f64; 3],
-    dist2: f64,
+pub(crate) struct Offset {
+    pub(crate) r_mm: [f64; 3],
+    pub(crate) dist2: f64,
 }
 
 /// Lattice offsets within the sphere of radius `max_gamma`·Δd, sorted by length.
@@ -268,16 +274,43 @@ fn gamma2_at(
     Some((r[0] * r[0] + r[1] * r[1] + r[2] * r[2]) * inv_dta2 + diff * diff * inv_dd2)
 }
 
-/// Computes the gamma index of `evaluated` against `reference` on the
-/// reference grid.
-///
-/// Errors: invalid criteria, non-finite doses, a reference without any dose
-/// above zero (global normalisation), or grids that do not overlap.
-pub fn gamma_index(
+/// What the CPU and GPU paths share: the validated criteria and the numbers
+/// derived from them.
+#[derive(Debug)]
+pub(crate) struct GammaSetup {
+    pub(crate) criteria: GammaCriteria,
+    pub(crate) offsets: Vec<Offset>,
+    pub(crate) normalisation_gy: f64,
+    pub(crate) cutoff_gy: f64,
+    pub(crate) inv_dta2: f64,
+    pub(crate) max_g2: f64,
+    pub(crate) lattice_step_mm: f64,
+}
+
+/// Levels of the off-lattice pattern search (step halved each level, from
+/// half the lattice step) and moves per level.
+pub(crate) const REFINE_LEVELS: u32 = 3;
+pub(crate) const REFINE_MOVES: u32 = 4;
+
+impl GammaSetup {
+    /// Largest displacement the search can reach, mm: the lattice sphere plus
+    /// every pattern-search move along a diagonal.
+    pub(crate) fn reach_mm(&self) -> f64 {
+        let moves: f64 = (0..REFINE_LEVELS)
+            .map(|l| self.lattice_step_mm / f64::from(2u32 << l))
+            .sum::<f64>()
+            * f64::from(REFINE_MOVES)
+            * 3f64.sqrt();
+        self.criteria.max_gamma * self.criteria.dta_mm + moves
+    }
+}
+
+/// Validates the criteria and the doses and derives the search.
+pub(crate) fn setup(
     reference: &DoseGrid,
     evaluated: &DoseGrid,
     criteria: &GammaCriteria,
-) -> Result<GammaResult> {
+) -> Result<GammaSetup> {
     criteria.validate()?;
     for (what, v) in [("reference", reference), ("evaluated", evaluated)] {
         if let Some(bad) = v.data().iter().find(|d| !d.is_finite()) {
@@ -315,20 +348,78 @@ pub fn gamma_index(
             });
         }
     }
+    Ok(GammaSetup {
+        criteria: criteria.clone(),
+        offsets: search_offsets(criteria),
+        normalisation_gy: norm,
+        cutoff_gy: criteria.cutoff_percent / 100.0 * norm,
+        inv_dta2: 1.0 / (criteria.dta_mm * criteria.dta_mm),
+        max_g2: criteria.max_gamma * criteria.max_gamma,
+        lattice_step_mm: criteria.search_step * criteria.dta_mm,
+    })
+}
 
-    let offsets = search_offsets(criteria);
+/// Counts and wraps a gamma array computed on the reference grid.
+pub(crate) fn finish(
+    reference: &DoseGrid,
+    gamma: Array3<f32>,
+    setup: GammaSetup,
+    backend: BackendKind,
+) -> Result<GammaResult> {
+    let evaluated = gamma.iter().filter(|g| !g.is_nan()).count();
+    let passed = gamma.iter().filter(|&&g| g <= 1.0).count();
+    Ok(GammaResult {
+        gamma: Volume::new(reference.grid().clone(), gamma)?,
+        evaluated,
+        passed,
+        normalisation_gy: setup.normalisation_gy,
+        criteria: setup.criteria,
+        backend,
+    })
+}
+
+/// Computes the gamma index of `evaluated` against `reference` on the
+/// reference grid, on the CPU (the reference implementation; see
+/// [`crate::Engine::gamma`] for the backend choice).
+///
+/// Errors: invalid criteria, non-finite doses, a reference without any dose
+/// above zero (global normalisation), or grids that do not overlap.
+pub fn gamma_index(
+    reference: &DoseGrid,
+    evaluated: &DoseGrid,
+    criteria: &GammaCriteria,
+) -> Result<GammaResult> {
+    let s = setup(reference, evaluated, criteria)?;
+    let gamma = gamma_cpu(reference, evaluated, &s);
+    finish(
+        reference,
+        gamma,
+        s,
+        BackendKind::Cpu {
+            threads: rayon::current_num_threads(),
+        },
+    )
+}
+
+/// The CPU kernel: γ of every reference voxel.
+pub(crate) fn gamma_cpu(reference: &DoseGrid, evaluated: &DoseGrid, s: &GammaSetup) -> Array3<f32> {
+    let criteria = &s.criteria;
+    let offsets = &s.offsets;
+    let sp_e = evaluated.grid().spacing_mm();
     let sampler = Sampler {
         data: evaluated.data(),
         shape: evaluated.grid().shape(),
         inv_spacing: [1.0 / sp_e.x, 1.0 / sp_e.y, 1.0 / sp_e.z],
         origin: evaluated.grid().origin_mm().coords.into(),
     };
-    let cutoff = criteria.cutoff_percent / 100.0 * norm;
-    let inv_dta2 = 1.0 / (criteria.dta_mm * criteria.dta_mm);
-    let max_g2 = criteria.max_gamma * criteria.max_gamma;
-    let lattice_step = criteria.search_step * criteria.dta_mm;
-    let rgrid = reference.grid().clone();
-
+    let (norm, cutoff, inv_dta2, max_g2, lattice_step) = (
+        s.normalisation_gy,
+        s.cutoff_gy,
+        s.inv_dta2,
+        s.max_g2,
+        s.lattice_step_mm,
+    );
+    let rgrid = reference.grid();
     let point_gamma = |zyx: [usize; 3], d_ref: f64| -> f32 {
         if d_ref < cutoff || (criteria.local && d_ref <= 0.0) {
             return f32::NAN;
@@ -339,7 +430,7 @@ pub fn gamma_index(
         let p = [p.x, p.y, p.z];
         let mut best = f64::INFINITY;
         let mut best_r = [0.0; 3];
-        for o in &offsets {
+        for o in offsets {
             if o.dist2 >= best || o.dist2 > max_g2 {
                 break;
             }
@@ -356,8 +447,8 @@ pub fn gamma_index(
         // pattern search off the lattice around the best lattice offset
         if best > 0.0 && best < max_g2 {
             let mut h = lattice_step / 2.0;
-            for _level in 0..3 {
-                for _iter in 0..4 {
+            for _level in 0..REFINE_LEVELS {
+                for _iter in 0..REFINE_MOVES {
                     let mut moved = false;
                     for dz in -1i32..=1 {
                         for dy in -1i32..=1 {
@@ -401,13 +492,5 @@ pub fn gamma_index(
                 *g = point_gamma([k, j, i], f64::from(d_slice[[j, i]]));
             }
         });
-    let evaluated_n = out.iter().filter(|g| !g.is_nan()).count();
-    let passed = out.iter().filter(|&&g| g <= 1.0).count();
-    Ok(GammaResult {
-        gamma: Volume::new(rgrid, out)?,
-        evaluated: evaluated_n,
-        passed,
-        normalisation_gy: norm,
-        criteria: criteria.clone(),
-    })
+    out
 }

@@ -36,6 +36,36 @@ pub struct Tg43Seed {
     pub axis: [f32; 4],
 }
 
+/// Must match `struct Params` in shaders/gamma.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct GammaParams {
+    pub ref_origin: [f32; 4],
+    pub ref_spacing: [f32; 4],
+    pub eval_origin: [f32; 4],
+    pub eval_inv_spacing: [f32; 4],
+    pub nx: u32,
+    pub ny: u32,
+    pub nz: u32,
+    pub dispatch_width: u32,
+    pub enx: u32,
+    pub eny: u32,
+    pub enz: u32,
+    pub ek0: u32,
+    pub n_offsets: u32,
+    pub local: u32,
+    pub refine_levels: u32,
+    pub refine_moves: u32,
+    pub dd_global: f32,
+    pub dose_fraction: f32,
+    pub cutoff: f32,
+    pub inv_dta2: f32,
+    pub max_g2: f32,
+    pub lattice_step: f32,
+    pub max_gamma: f32,
+    pub _pad0: f32,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,6 +116,31 @@ mod tests {
         let (size, offsets) = find("Seed");
         assert_eq!(size as usize, size_of::<Tg43Seed>());
         assert_eq!(offsets[1].1 as usize, std::mem::offset_of!(Tg43Seed, axis));
+    }
+
+    /// The gamma kernel's Params: size and every member's offset.
+    #[test]
+    fn gamma_params_match_the_shader() {
+        let module = naga::front::wgsl::parse_str(super::super::GAMMA_WGSL).unwrap();
+        let mut layouter = naga::proc::Layouter::default();
+        layouter.update(module.to_ctx()).unwrap();
+        let (handle, ty) = module
+            .types
+            .iter()
+            .find(|(_, t)| t.name.as_deref() == Some("Params"))
+            .unwrap();
+        let naga::TypeInner::Struct { members, .. } = &ty.inner else {
+            panic!("Params is not a struct");
+        };
+        assert_eq!(layouter[handle].size as usize, size_of::<GammaParams>());
+        // all members are 4-byte scalars after the four vec4s, in order
+        assert_eq!(members.len(), 4 + 20);
+        for (n, m) in members.iter().enumerate() {
+            let want = if n < 4 { 16 * n } else { 64 + 4 * (n - 4) };
+            assert_eq!(m.offset as usize, want, "{:?}", m.name);
+        }
+        assert_eq!(std::mem::offset_of!(GammaParams, dd_global), 64 + 4 * 12);
+        assert_eq!(std::mem::offset_of!(GammaParams, _pad0), 64 + 4 * 19);
     }
 
     /// Every shader parses and validates (a broken shader fails here, in CI).

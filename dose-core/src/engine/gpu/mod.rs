@@ -5,6 +5,7 @@
 //! the GPU is asked for explicitly, so that the kernels are tested for real on
 //! machines without a GPU; `BackendChoice::Auto` uses only hardware adapters.
 
+pub(crate) mod gamma;
 pub(crate) mod layout;
 pub(crate) mod tg43;
 
@@ -13,8 +14,14 @@ use crate::error::{DoseError, Result};
 /// The WGSL source of the TG-43 kernel.
 pub const TG43_DOSE_WGSL: &str = include_str!("../../../../shaders/tg43_dose.wgsl");
 
+/// The WGSL source of the gamma-index kernel.
+pub const GAMMA_WGSL: &str = include_str!("../../../../shaders/gamma.wgsl");
+
 /// Every kernel: (file name in `shaders/`, WGSL source).
-pub const SHADERS: &[(&str, &str)] = &[("tg43_dose.wgsl", TG43_DOSE_WGSL)];
+pub const SHADERS: &[(&str, &str)] = &[
+    ("tg43_dose.wgsl", TG43_DOSE_WGSL),
+    ("gamma.wgsl", GAMMA_WGSL),
+];
 
 /// Workgroup size of every kernel (must match `@workgroup_size` in the shaders).
 pub const WORKGROUP_SIZE: u32 = 64;
@@ -27,12 +34,34 @@ pub struct GpuContext {
     info: wgpu::AdapterInfo,
     limits: wgpu::Limits,
     tg43: wgpu::ComputePipeline,
+    gamma: wgpu::ComputePipeline,
 }
 
 fn gpu_error(reason: impl Into<String>) -> DoseError {
     DoseError::BackendUnavailable {
         reason: reason.into(),
     }
+}
+
+/// Compiles the kernel `main` of a WGSL source; a validation error names the file.
+fn pipeline(device: &wgpu::Device, name: &str, source: &str) -> Result<wgpu::ComputePipeline> {
+    let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some(name),
+        source: wgpu::ShaderSource::Wgsl(source.into()),
+    });
+    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some(name),
+        layout: None,
+        module: &module,
+        entry_point: Some("main"),
+        compilation_options: wgpu::PipelineCompilationOptions::default(),
+        cache: None,
+    });
+    if let Some(e) = pollster::block_on(scope.pop()) {
+        return Err(gpu_error(format!("shader {name}.wgsl: {e}")));
+    }
+    Ok(pipeline)
 }
 
 impl GpuContext {
@@ -63,28 +92,15 @@ impl GpuContext {
             trace: wgpu::Trace::Off,
         }))
         .map_err(|e| gpu_error(format!("cannot open {}: {e}", info.name)))?;
-        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some("tg43_dose"),
-            source: wgpu::ShaderSource::Wgsl(TG43_DOSE_WGSL.into()),
-        });
-        let tg43 = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some("tg43_dose"),
-            layout: None,
-            module: &module,
-            entry_point: Some("main"),
-            compilation_options: wgpu::PipelineCompilationOptions::default(),
-            cache: None,
-        });
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(gpu_error(format!("shader tg43_dose.wgsl: {e}")));
-        }
+        let tg43 = pipeline(&device, "tg43_dose", TG43_DOSE_WGSL)?;
+        let gamma = pipeline(&device, "gamma", GAMMA_WGSL)?;
         Ok(Self {
             device,
             queue,
             info,
             limits,
             tg43,
+            gamma,
         })
     }
 
