@@ -1,6 +1,7 @@
 // 3D gamma index on a slab of reference voxels: the WGSL port of
 // isodose_core::qa::gamma's CPU kernel (lattice search in increasing distance
-// with early exit, then the 26-neighbour pattern search), in f32.
+// with early exit, then Gauss-Newton steps and the 26-neighbour pattern
+// search), in f32.
 //
 // @binding(0) uniform Params   @binding(1) storage<read> offsets: array<vec4<f32>>
 // @binding(2) storage<read> reference: array<f32> (this slab)
@@ -16,6 +17,7 @@ struct Params {
     ref_spacing: vec4<f32>,       // sx, sy, sz (mm)
     eval_origin: vec4<f32>,       // x, y, z (mm) of the evaluated grid's first voxel
     eval_inv_spacing: vec4<f32>,  // 1/sx, 1/sy, 1/sz (1/mm)
+    fd_mm: vec4<f32>,             // central-difference steps of the gradient (mm)
     nx: u32,
     ny: u32,
     nz: u32,                      // reference planes in this slab
@@ -28,6 +30,8 @@ struct Params {
     local: u32,                   // 1: local dose difference
     refine_levels: u32,
     refine_moves: u32,
+    gn_iterations: u32,
+    gn_halvings: u32,
     dd_global: f32,               // ΔD of global gamma (Gy)
     dose_fraction: f32,           // dose_percent / 100 (local ΔD = this × D_ref)
     cutoff: f32,                  // Gy
@@ -36,6 +40,8 @@ struct Params {
     lattice_step: f32,            // mm
     max_gamma: f32,
     _pad0: f32,
+    _pad1: f32,
+    _pad2: f32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -73,6 +79,56 @@ fn gamma2(c0: vec3<f32>, r: vec3<f32>, d_ref: f32, inv_dd2: f32) -> vec2<f32> {
     let s = sample(c0 + r * params.eval_inv_spacing.xyz);
     let diff = s.x - d_ref;
     return vec2<f32>(dot(r, r) * params.inv_dta2 + diff * diff * inv_dd2, s.y);
+}
+
+// Gauss-Newton refinement (see qa::gamma::gauss_newton): returns the new
+// (γ², r) as (r.xyz, γ²).
+fn gauss_newton(c0: vec3<f32>, r_in: vec3<f32>, g2_in: f32, d_ref: f32, inv_dd2: f32) -> vec4<f32> {
+    var r = r_in;
+    var g2 = g2_in;
+    let a2 = 1.0 / params.inv_dta2;
+    let b2 = 1.0 / inv_dd2;
+    let h = params.fd_mm.xyz;
+    for (var it = 0u; it < params.gn_iterations; it = it + 1u) {
+        let s0 = sample(c0 + r * params.eval_inv_spacing.xyz);
+        if (s0.y == 0.0) {
+            break;
+        }
+        let f = s0.x - d_ref;
+        var g = vec3<f32>(0.0);
+        for (var a = 0u; a < 3u; a = a + 1u) {
+            var e = vec3<f32>(0.0);
+            e[a] = h[a];
+            let up = sample(c0 + (r + e) * params.eval_inv_spacing.xyz);
+            let dn = sample(c0 + (r - e) * params.eval_inv_spacing.xyz);
+            if (up.y > 0.0 && dn.y > 0.0) {
+                g[a] = (up.x - dn.x) / (2.0 * h[a]);
+            }
+        }
+        let v = r * params.inv_dta2 + g * (f * inv_dd2);
+        let c = a2 * dot(g, v) / (b2 + a2 * dot(g, g));
+        let delta = -a2 * (v - g * c);
+        var t = 1.0;
+        var moved = false;
+        for (var k = 0u; k < params.gn_halvings; k = k + 1u) {
+            let rn = r + t * delta;
+            t = t * 0.5;
+            if (dot(rn, rn) * params.inv_dta2 >= g2) {
+                continue;
+            }
+            let gn = gamma2(c0, rn, d_ref, inv_dd2);
+            if (gn.y > 0.0 && gn.x < g2) {
+                g2 = gn.x;
+                r = rn;
+                moved = true;
+                break;
+            }
+        }
+        if (!moved) {
+            break;
+        }
+    }
+    return vec4<f32>(r, g2);
 }
 
 @compute @workgroup_size(64)
@@ -118,6 +174,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     if (best > 0.0 && best < params.max_g2) {
+        let gn = gauss_newton(c0, best_r, best, d_ref, inv_dd2);
+        best_r = gn.xyz;
+        best = gn.w;
         var h = params.lattice_step * 0.5;
         for (var level = 0u; level < params.refine_levels; level = level + 1u) {
             for (var it = 0u; it < params.refine_moves; it = it + 1u) {

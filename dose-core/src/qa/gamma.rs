@@ -19,9 +19,10 @@
 //! inside the sphere of radius `max_gamma` × Δd, are visited in increasing
 //! |**r**|; since γ ≥ |**r**|/Δd the search stops as soon as |**r**|/Δd reaches
 //! the smallest γ found (the result is the exact lattice minimum, not an
-//! early guess). The lattice minimum is then refined off the lattice by a
-//! pattern search (26 neighbours, step halved down to 1/8 of the lattice
-//! step), which removes the lattice error in steep gradients. γ is capped at
+//! early guess). The lattice minimum is then refined off the lattice by
+//! Gauss-Newton steps (exact in one step where the evaluated dose is linear)
+//! and a pattern search (26 neighbours, step halved down to 1/8 of the
+//! lattice step), which removes the lattice error in steep gradients. γ is capped at
 //! `max_gamma`: a stored value of `max_gamma` means "at least `max_gamma`".
 //!
 //! **Points that are not evaluated.** Reference points below the low-dose
@@ -227,7 +228,8 @@ fn search_offsets(c: &GammaCriteria) -> Vec<Offset> {
 /// coordinates; `None` outside the box of its outer voxel centres (extended
 /// by half a voxel, value held constant there, as [`Volume::sample_trilinear`]).
 struct Sampler<'a> {
-    data: &'a Array3<f32>,
+    /// The evaluated dose in C order (z, y, x).
+    data: &'a [f32],
     shape: [usize; 3],
     inv_spacing: [f64; 3],
     origin: [f64; 3],
@@ -237,24 +239,28 @@ impl Sampler<'_> {
     #[inline]
     fn at(&self, p_mm: [f64; 3]) -> Option<f64> {
         let [nz, ny, nx] = self.shape;
-        let axis = |v: f64, n: usize| -> Option<(usize, usize, f64)> {
+        #[inline]
+        fn axis(v: f64, n: usize) -> Option<(usize, usize, f64)> {
             if !(v >= -0.5 && v <= n as f64 - 0.5) {
                 return None;
             }
             let v = v.clamp(0.0, (n - 1) as f64);
-            let lo = v.floor() as usize;
+            let lo = v as usize;
             let hi = (lo + 1).min(n - 1);
             Some((lo, hi, v - lo as f64))
-        };
+        }
         let (x0, x1, fx) = axis((p_mm[0] - self.origin[0]) * self.inv_spacing[0], nx)?;
         let (y0, y1, fy) = axis((p_mm[1] - self.origin[1]) * self.inv_spacing[1], ny)?;
         let (z0, z1, fz) = axis((p_mm[2] - self.origin[2]) * self.inv_spacing[2], nz)?;
-        let v = |k: usize, j: usize, i: usize| f64::from(self.data[[k, j, i]]);
+        let d = self.data;
+        let (r00, r01) = ((z0 * ny + y0) * nx, (z0 * ny + y1) * nx);
+        let (r10, r11) = ((z1 * ny + y0) * nx, (z1 * ny + y1) * nx);
+        let v = |row: usize, i: usize| f64::from(d[row + i]);
         let lerp = |a: f64, b: f64, t: f64| a + (b - a) * t;
-        let c00 = lerp(v(z0, y0, x0), v(z0, y0, x1), fx);
-        let c01 = lerp(v(z0, y1, x0), v(z0, y1, x1), fx);
-        let c10 = lerp(v(z1, y0, x0), v(z1, y0, x1), fx);
-        let c11 = lerp(v(z1, y1, x0), v(z1, y1, x1), fx);
+        let c00 = lerp(v(r00, x0), v(r00, x1), fx);
+        let c01 = lerp(v(r01, x0), v(r01, x1), fx);
+        let c10 = lerp(v(r10, x0), v(r10, x1), fx);
+        let c11 = lerp(v(r11, x0), v(r11, x1), fx);
         Some(lerp(lerp(c00, c01, fy), lerp(c10, c11, fy), fz))
     }
 }
@@ -287,21 +293,88 @@ pub(crate) struct GammaSetup {
     pub(crate) lattice_step_mm: f64,
 }
 
+/// Gauss-Newton iterations of the off-lattice refinement, and halvings of a
+/// step that does not lower γ².
+pub(crate) const GN_ITERATIONS: u32 = 8;
+pub(crate) const GN_HALVINGS: u32 = 4;
+/// Central-difference step of the evaluated-dose gradient, as a fraction of
+/// the evaluated grid's spacing.
+pub(crate) const FD_STEP: f64 = 0.05;
+
+/// Gauss-Newton minimisation of γ²(r) = |r|²/Δd² + (D_e(p + r) − D_r)²/ΔD²
+/// from `r` (γ² = `g2` there). With f = D_e − D_r and g = ∇D_e (central
+/// differences), the linearised problem min |r + δ|²/a² + (f + g·δ)²/b² has
+/// the solution δ = −a² (v − g a² (g·v)/(b² + a²|g|²)), v = r/a² + g f/b²
+/// (Sherman-Morrison); a step is kept only if it lowers γ², else halved.
+/// Exact in one step where the evaluated dose is linear; it follows narrow
+/// valleys (steep gradients, tight criteria) that a pattern search crawls along.
+#[allow(clippy::too_many_arguments)]
+fn gauss_newton(
+    s: &Sampler<'_>,
+    p: [f64; 3],
+    mut r: [f64; 3],
+    mut g2: f64,
+    d_ref: f64,
+    inv_dd2: f64,
+    inv_dta2: f64,
+    fd_mm: [f64; 3],
+) -> (f64, [f64; 3]) {
+    let (a2, b2) = (1.0 / inv_dta2, 1.0 / inv_dd2);
+    for _ in 0..GN_ITERATIONS {
+        let at = |r: [f64; 3]| s.at([p[0] + r[0], p[1] + r[1], p[2] + r[2]]);
+        let Some(de) = at(r) else { break };
+        let f = de - d_ref;
+        let mut g = [0.0; 3];
+        for a in 0..3 {
+            let (mut rp, mut rm) = (r, r);
+            rp[a] += fd_mm[a];
+            rm[a] -= fd_mm[a];
+            if let (Some(u), Some(w)) = (at(rp), at(rm)) {
+                g[a] = (u - w) / (2.0 * fd_mm[a]);
+            }
+        }
+        let v = [0, 1, 2].map(|a| r[a] * inv_dta2 + g[a] * f * inv_dd2);
+        let gg = g[0] * g[0] + g[1] * g[1] + g[2] * g[2];
+        let gv = g[0] * v[0] + g[1] * v[1] + g[2] * v[2];
+        let c = a2 * gv / (b2 + a2 * gg);
+        let delta = [0, 1, 2].map(|a| -a2 * (v[a] - g[a] * c));
+        let mut t = 1.0;
+        let mut moved = false;
+        for _ in 0..GN_HALVINGS {
+            let rn = [0, 1, 2].map(|a| r[a] + t * delta[a]);
+            t *= 0.5;
+            // γ² ≥ |r|²/Δd²: positions that far cannot improve
+            if (rn[0] * rn[0] + rn[1] * rn[1] + rn[2] * rn[2]) * inv_dta2 >= g2 {
+                continue;
+            }
+            if let Some(gn) = gamma2_at(s, p, rn, d_ref, inv_dd2, inv_dta2)
+                && gn < g2
+            {
+                g2 = gn;
+                r = rn;
+                moved = true;
+                break;
+            }
+        }
+        if !moved {
+            break;
+        }
+    }
+    (g2, r)
+}
+
 /// Levels of the off-lattice pattern search (step halved each level, from
 /// half the lattice step) and moves per level.
 pub(crate) const REFINE_LEVELS: u32 = 3;
 pub(crate) const REFINE_MOVES: u32 = 4;
 
 impl GammaSetup {
-    /// Largest displacement the search can reach, mm: the lattice sphere plus
-    /// every pattern-search move along a diagonal.
+    /// Largest displacement the search can sample, mm: a kept position has
+    /// γ below `max_gamma`, so |r| < max_gamma·Δd; trial positions (one
+    /// Gauss-Newton step or pattern move beyond, and the finite-difference
+    /// stencil) stay within another max_gamma·Δd.
     pub(crate) fn reach_mm(&self) -> f64 {
-        let moves: f64 = (0..REFINE_LEVELS)
-            .map(|l| self.lattice_step_mm / f64::from(2u32 << l))
-            .sum::<f64>()
-            * f64::from(REFINE_MOVES)
-            * 3f64.sqrt();
-        self.criteria.max_gamma * self.criteria.dta_mm + moves
+        2.0 * self.criteria.max_gamma * self.criteria.dta_mm + 1.0
     }
 }
 
@@ -406,8 +479,10 @@ pub(crate) fn gamma_cpu(reference: &DoseGrid, evaluated: &DoseGrid, s: &GammaSet
     let criteria = &s.criteria;
     let offsets = &s.offsets;
     let sp_e = evaluated.grid().spacing_mm();
+    let flat = evaluated.data().as_standard_layout();
     let sampler = Sampler {
-        data: evaluated.data(),
+        // a standard-layout array always has a slice
+        data: flat.as_slice().unwrap_or(&[]),
         shape: evaluated.grid().shape(),
         inv_spacing: [1.0 / sp_e.x, 1.0 / sp_e.y, 1.0 / sp_e.z],
         origin: evaluated.grid().origin_mm().coords.into(),
@@ -420,6 +495,7 @@ pub(crate) fn gamma_cpu(reference: &DoseGrid, evaluated: &DoseGrid, s: &GammaSet
         s.lattice_step_mm,
     );
     let rgrid = reference.grid();
+    let fd_mm = [FD_STEP * sp_e.x, FD_STEP * sp_e.y, FD_STEP * sp_e.z];
     let point_gamma = |zyx: [usize; 3], d_ref: f64| -> f32 {
         if d_ref < cutoff || (criteria.local && d_ref <= 0.0) {
             return f32::NAN;
@@ -444,8 +520,12 @@ pub(crate) fn gamma_cpu(reference: &DoseGrid, evaluated: &DoseGrid, s: &GammaSet
         if !best.is_finite() {
             return f32::INFINITY;
         }
-        // pattern search off the lattice around the best lattice offset
+        // Gauss-Newton, then a pattern search, off the lattice from the best
+        // lattice offset
         if best > 0.0 && best < max_g2 {
+            let (g2, r) = gauss_newton(&sampler, p, best_r, best, d_ref, inv_dd2, inv_dta2, fd_mm);
+            best = g2;
+            best_r = r;
             let mut h = lattice_step / 2.0;
             for _level in 0..REFINE_LEVELS {
                 for _iter in 0..REFINE_MOVES {

@@ -8,7 +8,9 @@ use super::layout::GammaParams;
 use super::{GpuContext, WORKGROUP_SIZE, gpu_error};
 use crate::error::{DoseError, Result};
 use crate::grid::DoseGrid;
-use crate::qa::gamma::{GammaSetup, REFINE_LEVELS, REFINE_MOVES};
+use crate::qa::gamma::{
+    FD_STEP, GN_HALVINGS, GN_ITERATIONS, GammaSetup, REFINE_LEVELS, REFINE_MOVES,
+};
 
 /// γ of every reference voxel on the GPU, with the CPU kernel's conventions
 /// (NaN not evaluated, +∞ no evaluated dose within reach).
@@ -202,6 +204,12 @@ fn gamma_slabs(
                 (1.0 / es.z) as f32,
                 0.0,
             ],
+            fd_mm: [
+                (FD_STEP * es.x) as f32,
+                (FD_STEP * es.y) as f32,
+                (FD_STEP * es.z) as f32,
+                0.0,
+            ],
             nx: nx as u32,
             ny: ny as u32,
             nz: planes as u32,
@@ -214,6 +222,8 @@ fn gamma_slabs(
             local: u32::from(c.local),
             refine_levels: REFINE_LEVELS,
             refine_moves: REFINE_MOVES,
+            gn_iterations: GN_ITERATIONS,
+            gn_halvings: GN_HALVINGS,
             dd_global: (c.dose_percent / 100.0 * s.normalisation_gy) as f32,
             dose_fraction: (c.dose_percent / 100.0) as f32,
             cutoff: s.cutoff_gy as f32,
@@ -222,6 +232,8 @@ fn gamma_slabs(
             lattice_step: s.lattice_step_mm as f32,
             max_gamma: c.max_gamma as f32,
             _pad0: 0.0,
+            _pad1: 0.0,
+            _pad2: 0.0,
         };
         let q = &ctx.queue;
         q.write_buffer(&params_buf, 0, bytemuck::bytes_of(&params));

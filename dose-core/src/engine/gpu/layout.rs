@@ -44,6 +44,7 @@ pub struct GammaParams {
     pub ref_spacing: [f32; 4],
     pub eval_origin: [f32; 4],
     pub eval_inv_spacing: [f32; 4],
+    pub fd_mm: [f32; 4],
     pub nx: u32,
     pub ny: u32,
     pub nz: u32,
@@ -56,6 +57,8 @@ pub struct GammaParams {
     pub local: u32,
     pub refine_levels: u32,
     pub refine_moves: u32,
+    pub gn_iterations: u32,
+    pub gn_halvings: u32,
     pub dd_global: f32,
     pub dose_fraction: f32,
     pub cutoff: f32,
@@ -64,6 +67,8 @@ pub struct GammaParams {
     pub lattice_step: f32,
     pub max_gamma: f32,
     pub _pad0: f32,
+    pub _pad1: f32,
+    pub _pad2: f32,
 }
 
 #[cfg(test)]
@@ -133,14 +138,15 @@ mod tests {
             panic!("Params is not a struct");
         };
         assert_eq!(layouter[handle].size as usize, size_of::<GammaParams>());
-        // all members are 4-byte scalars after the four vec4s, in order
-        assert_eq!(members.len(), 4 + 20);
+        // five vec4s, then 4-byte scalars, in order
+        assert_eq!(members.len(), 5 + 24);
         for (n, m) in members.iter().enumerate() {
-            let want = if n < 4 { 16 * n } else { 64 + 4 * (n - 4) };
+            let want = if n < 5 { 16 * n } else { 80 + 4 * (n - 5) };
             assert_eq!(m.offset as usize, want, "{:?}", m.name);
         }
-        assert_eq!(std::mem::offset_of!(GammaParams, dd_global), 64 + 4 * 12);
-        assert_eq!(std::mem::offset_of!(GammaParams, _pad0), 64 + 4 * 19);
+        assert_eq!(std::mem::offset_of!(GammaParams, fd_mm), 64);
+        assert_eq!(std::mem::offset_of!(GammaParams, dd_global), 80 + 4 * 14);
+        assert_eq!(std::mem::offset_of!(GammaParams, _pad2), 80 + 4 * 23);
     }
 
     /// Every shader parses and validates (a broken shader fails here, in CI).
