@@ -38,14 +38,22 @@ fn panics(bytes: &[u8], tag: &str) -> Vec<String> {
             Err(_) => out.push(format!("{name} panicked on {tag}")),
             // an error must name the file
             Ok(Some(msg)) if !msg.contains(&*path.to_string_lossy()) => {
-                out.push(format!("{name} error without the file name on {tag}: {msg}"));
+                out.push(format!(
+                    "{name} error without the file name on {tag}: {msg}"
+                ));
             }
             Ok(_) => {}
         }
     };
-    check("read_rtdose", &|p| read_rtdose(p).err().map(|e| e.to_string()));
-    check("read_ion_plan", &|p| read_ion_plan(p).err().map(|e| e.to_string()));
-    check("read_rtstruct", &|p| read_rtstruct(p).err().map(|e| e.to_string()));
+    check("read_rtdose", &|p| {
+        read_rtdose(p).err().map(|e| e.to_string())
+    });
+    check("read_ion_plan", &|p| {
+        read_ion_plan(p).err().map(|e| e.to_string())
+    });
+    check("read_rtstruct", &|p| {
+        read_rtstruct(p).err().map(|e| e.to_string())
+    });
     check("read_brachy_plan", &|p| {
         read_brachy_plan(p).err().map(|e| e.to_string())
     });
