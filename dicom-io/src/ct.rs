@@ -9,6 +9,12 @@
 //! uniform slice spacing (a missing slice is an error naming its neighbours).
 //! Pixel values are mapped to HU with each slice's RescaleSlope and
 //! RescaleIntercept. Uncompressed little-endian transfer syntaxes only.
+//!
+//! [`read_ct`] gives the volume; [`read_ct_series`] also gives the
+//! identifiers that objects derived from the CT must carry (an RTDOSE
+//! computed on it: StudyInstanceUID, FrameOfReferenceUID, patient), taken
+//! from the first slice of the series (PS3.3 C.7.2.1 General Study, C.7.4.1
+//! Frame of Reference, C.7.1.1 Patient modules).
 
 use std::path::{Path, PathBuf};
 
@@ -31,6 +37,10 @@ pub const CT_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.2";
 struct Slice {
     path: PathBuf,
     series: String,
+    study: Option<String>,
+    frame_of_reference: Option<String>,
+    patient_id: Option<String>,
+    patient_name: Option<String>,
     position: [f64; 3],
     orientation: [f64; 6],
     spacing: [f64; 2],
@@ -97,6 +107,10 @@ fn read_slice(path: &Path) -> Result<Option<Slice>> {
     Ok(Some(Slice {
         path: path.to_owned(),
         series: a.text(obj, tags::SERIES_INSTANCE_UID).unwrap_or_default(),
+        study: a.text(obj, tags::STUDY_INSTANCE_UID),
+        frame_of_reference: a.text(obj, tags::FRAME_OF_REFERENCE_UID),
+        patient_id: a.text(obj, tags::PATIENT_ID),
+        patient_name: a.text(obj, tags::PATIENT_NAME),
         position,
         orientation,
         spacing,
@@ -106,9 +120,34 @@ fn read_slice(path: &Path) -> Result<Option<Slice>> {
     }))
 }
 
+/// A CT series with the identifiers of the study it belongs to.
+#[derive(Clone, Debug)]
+pub struct CtSeries {
+    /// The CT in HU on its grid (LPS mm), as [`read_ct`] gives it.
+    pub volume: CtVolume,
+    /// SeriesInstanceUID (0020,000E) of the series read.
+    pub series_instance_uid: String,
+    /// StudyInstanceUID (0020,000D) of the first slice, if present.
+    pub study_instance_uid: Option<String>,
+    /// FrameOfReferenceUID (0020,0052) of the first slice, if present: the
+    /// patient coordinate system that plans and doses on this CT share.
+    pub frame_of_reference_uid: Option<String>,
+    /// PatientID (0010,0020) of the first slice, if present.
+    pub patient_id: Option<String>,
+    /// PatientName (0010,0010) of the first slice, if present.
+    pub patient_name: Option<String>,
+}
+
 /// Reads the CT series in `folder` (the only one, or the one with
 /// SeriesInstanceUID `series_uid`).
 pub fn read_ct(folder: impl AsRef<Path>, series_uid: Option<&str>) -> Result<CtVolume> {
+    read_ct_series(folder, series_uid).map(|s| s.volume)
+}
+
+/// Reads the CT series in `folder` as [`read_ct`] does, with its study,
+/// frame-of-reference and patient identifiers (from the series' first
+/// slice, in slice order).
+pub fn read_ct_series(folder: impl AsRef<Path>, series_uid: Option<&str>) -> Result<CtSeries> {
     let folder = folder.as_ref();
     let entries = std::fs::read_dir(folder).map_err(|source| DicomIoError::Io {
         path: folder.to_owned(),
@@ -226,5 +265,12 @@ pub fn read_ct(folder: impl AsRef<Path>, series_uid: Option<&str>) -> Result<CtV
     }
     let array =
         Array3::from_shape_vec((nz, rows, cols), data).map_err(|e| inconsistent(e.to_string()))?;
-    Ok(Volume::new(grid, array)?)
+    Ok(CtSeries {
+        volume: Volume::new(grid, array)?,
+        series_instance_uid: chosen,
+        study_instance_uid: first.study.clone(),
+        frame_of_reference_uid: first.frame_of_reference.clone(),
+        patient_id: first.patient_id.clone(),
+        patient_name: first.patient_name.clone(),
+    })
 }

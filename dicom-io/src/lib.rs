@@ -18,7 +18,7 @@ pub mod rt_ion_plan;
 pub mod rtdose;
 pub mod rtstruct;
 
-pub use ct::read_ct;
+pub use ct::{CtSeries, read_ct, read_ct_series};
 pub use error::DicomIoError;
 pub use rt_brachy_plan::{
     BrachyApplicationSetup, BrachyChannel, BrachyControlPoint, BrachyPlan, BrachyPlanContext,

@@ -109,6 +109,15 @@ pub struct IonPlan {
     pub beams: Vec<IonBeam>,
     /// ReferencedStructureSetSequence SOP instance UID.
     pub referenced_structure_set_uid: Option<String>,
+    /// SOPInstanceUID (0008,0018) of the plan: what an RTDOSE computed from
+    /// it references (ReferencedRTPlanSequence, PS3.3 C.8.8.3).
+    pub sop_instance_uid: Option<String>,
+    /// FrameOfReferenceUID (0020,0052): the patient coordinate system of the
+    /// isocentres, which the CT must share.
+    pub frame_of_reference_uid: Option<String>,
+    /// FractionGroupNumber (300A,0071) of the fraction group read (the
+    /// first), if present.
+    pub fraction_group_number: Option<i32>,
 }
 
 /// Reads an RT Ion Plan file.
@@ -321,5 +330,8 @@ pub fn read_ion_plan(path: impl AsRef<Path>) -> Result<IonPlan> {
         fractions: fractions as u32,
         beams,
         referenced_structure_set_uid,
+        sop_instance_uid: c.text(obj, tags::SOP_INSTANCE_UID),
+        frame_of_reference_uid: c.text(obj, tags::FRAME_OF_REFERENCE_UID),
+        fraction_group_number: c.float(fg, tags::FRACTION_GROUP_NUMBER)?.map(|n| n as i32),
     })
 }

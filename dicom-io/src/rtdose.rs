@@ -27,6 +27,10 @@ type Result<T> = std::result::Result<T, DicomIoError>;
 /// SOP class UID of RT Dose Storage.
 pub const RT_DOSE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.481.2";
 
+/// SOP class UID of RT Ion Plan Storage, the default plan class an RTDOSE
+/// references ([`DoseContext::referenced_plan_sop_class_uid`]).
+const RT_ION_PLAN_STORAGE: &str = crate::rt_ion_plan::RT_ION_PLAN_STORAGE;
+
 /// A dose grid read from an RTDOSE file, with its header facts.
 #[derive(Clone, Debug)]
 pub struct RtDose {
@@ -42,6 +46,14 @@ pub struct RtDose {
     pub scaling: f64,
     /// SOP instance UID of the referenced RT plan, if any.
     pub referenced_plan_uid: Option<String>,
+    /// ReferencedSOPClassUID of the same ReferencedRTPlanSequence item: RT
+    /// Ion Plan Storage (1.2.840.10008.5.1.4.1.1.481.8), RT Plan Storage
+    /// (…481.5, photon and brachytherapy plans)...
+    pub referenced_plan_sop_class_uid: Option<String>,
+    /// ReferencedBeamNumber (300C,0006) of the first item of
+    /// ReferencedRTPlanSequence > ReferencedFractionGroupSequence >
+    /// ReferencedBeamSequence: the beam of a BEAM dose.
+    pub referenced_beam_number: Option<i32>,
     /// FrameOfReferenceUID.
     pub frame_of_reference_uid: Option<String>,
 }
@@ -150,19 +162,17 @@ pub fn read_rtdose(path: impl AsRef<Path>) -> Result<RtDose> {
             reason: e.to_string(),
         }
     })?;
-    let referenced_plan_uid = obj
-        .element_opt(tags::REFERENCED_RT_PLAN_SEQUENCE)
-        .ok()
-        .flatten()
-        .and_then(|e| e.items())
-        .and_then(|items| items.first())
-        .and_then(|item| {
-            item.element_opt(tags::REFERENCED_SOP_INSTANCE_UID)
-                .ok()
-                .flatten()
-        })
-        .and_then(|e| e.to_str().ok())
-        .map(|s| s.trim().trim_end_matches('\0').to_owned());
+    let plan_item = a.items(obj, tags::REFERENCED_RT_PLAN_SEQUENCE).first();
+    let referenced_plan_uid = plan_item.and_then(|i| a.text(i, tags::REFERENCED_SOP_INSTANCE_UID));
+    let referenced_plan_sop_class_uid =
+        plan_item.and_then(|i| a.text(i, tags::REFERENCED_SOP_CLASS_UID));
+    let beam_item = plan_item
+        .and_then(|i| a.items(i, tags::REFERENCED_FRACTION_GROUP_SEQUENCE).first())
+        .and_then(|fg| a.items(fg, tags::REFERENCED_BEAM_SEQUENCE).first());
+    let referenced_beam_number = match beam_item {
+        Some(b) => a.float(b, tags::REFERENCED_BEAM_NUMBER)?.map(|n| n as i32),
+        None => None,
+    };
     Ok(RtDose {
         dose: Volume::new(grid, data)?,
         units: a.text(obj, tags::DOSE_UNITS).unwrap_or_default(),
@@ -170,6 +180,8 @@ pub fn read_rtdose(path: impl AsRef<Path>) -> Result<RtDose> {
         summation: a.text(obj, tags::DOSE_SUMMATION_TYPE).unwrap_or_default(),
         scaling,
         referenced_plan_uid,
+        referenced_plan_sop_class_uid,
+        referenced_beam_number,
         frame_of_reference_uid: a.text(obj, tags::FRAME_OF_REFERENCE_UID),
     })
 }
@@ -188,21 +200,39 @@ pub fn new_uid() -> String {
     format!("2.25.{mixed}")
 }
 
-/// Identifiers of the study an RTDOSE belongs to.
+/// Identifiers of the study an RTDOSE belongs to, and what the dose is of
+/// (PS3.3 C.8.8.3 RT Dose module).
 #[derive(Clone, Debug, Default)]
 pub struct DoseContext {
     /// StudyInstanceUID (a new one if `None`).
     pub study_instance_uid: Option<String>,
     /// FrameOfReferenceUID (a new one if `None`).
     pub frame_of_reference_uid: Option<String>,
-    /// SOP instance UID of the plan the dose belongs to.
+    /// SOP instance UID of the plan the dose belongs to, written as
+    /// ReferencedRTPlanSequence (300C,0002) > ReferencedSOPInstanceUID.
     pub referenced_plan_uid: Option<String>,
-    /// PatientID and PatientName.
+    /// ReferencedSOPClassUID of that item: the plan's storage class. `None`
+    /// writes RT Ion Plan Storage (1.2.840.10008.5.1.4.1.1.481.8); a
+    /// brachytherapy or photon plan needs RT Plan Storage
+    /// (1.2.840.10008.5.1.4.1.1.481.5,
+    /// [`crate::rt_brachy_plan::RT_PLAN_STORAGE`]).
+    pub referenced_plan_sop_class_uid: Option<String>,
+    /// ReferencedFractionGroupNumber (300C,0022) written when a beam is
+    /// referenced (1 if `None`).
+    pub referenced_fraction_group_number: Option<i32>,
+    /// ReferencedBeamNumber (300C,0006) of a BEAM dose, written in
+    /// ReferencedRTPlanSequence > ReferencedFractionGroupSequence
+    /// (300C,0020) > ReferencedBeamSequence (300C,0004), as PS3.3 C.8.8.3
+    /// requires for DoseSummationType BEAM. Needs `referenced_plan_uid`.
+    pub referenced_beam_number: Option<i32>,
+    /// PatientID.
     pub patient_id: String,
     /// PatientName.
     pub patient_name: String,
-    /// "PLAN" or "BEAM".
+    /// DoseSummationType (3004,000A): "PLAN" (if empty), "BEAM", "FRACTION"...
     pub summation: String,
+    /// DoseComment (3004,0006), LO (cut to 64 characters); left out if empty.
+    pub comment: String,
 }
 
 /// Writes `dose` (Gy) as an RTDOSE file; returns its SOP instance UID.
@@ -361,12 +391,24 @@ pub fn write_rtdose(
         PrimitiveValue::from(format!("{scaling:.10E}").as_str()),
     );
     put(tags::PIXEL_DATA, VR::OW, PrimitiveValue::from(pixels));
+    if !context.comment.is_empty() {
+        let comment: String = context.comment.chars().take(64).collect();
+        put(
+            tags::DOSE_COMMENT,
+            VR::LO,
+            PrimitiveValue::from(comment.as_str()),
+        );
+    }
     if let Some(plan) = &context.referenced_plan_uid {
-        let item = InMemDicomObject::from_element_iter([
+        let class = context
+            .referenced_plan_sop_class_uid
+            .as_deref()
+            .unwrap_or(RT_ION_PLAN_STORAGE);
+        let mut item = InMemDicomObject::from_element_iter([
             DataElement::new(
                 tags::REFERENCED_SOP_CLASS_UID,
                 VR::UI,
-                PrimitiveValue::from("1.2.840.10008.5.1.4.1.1.481.8"),
+                PrimitiveValue::from(class),
             ),
             DataElement::new(
                 tags::REFERENCED_SOP_INSTANCE_UID,
@@ -374,6 +416,36 @@ pub fn write_rtdose(
                 PrimitiveValue::from(plan.as_str()),
             ),
         ]);
+        if let Some(beam) = context.referenced_beam_number {
+            let beams = InMemDicomObject::from_element_iter([DataElement::new(
+                tags::REFERENCED_BEAM_NUMBER,
+                VR::IS,
+                PrimitiveValue::from(beam.to_string().as_str()),
+            )]);
+            let group = InMemDicomObject::from_element_iter([
+                DataElement::new(
+                    tags::REFERENCED_FRACTION_GROUP_NUMBER,
+                    VR::IS,
+                    PrimitiveValue::from(
+                        context
+                            .referenced_fraction_group_number
+                            .unwrap_or(1)
+                            .to_string()
+                            .as_str(),
+                    ),
+                ),
+                DataElement::new(
+                    tags::REFERENCED_BEAM_SEQUENCE,
+                    VR::SQ,
+                    dicom_core::value::DataSetSequence::from(vec![beams]),
+                ),
+            ]);
+            item.put(DataElement::new(
+                tags::REFERENCED_FRACTION_GROUP_SEQUENCE,
+                VR::SQ,
+                dicom_core::value::DataSetSequence::from(vec![group]),
+            ));
+        }
         obj.put(DataElement::new(
             tags::REFERENCED_RT_PLAN_SEQUENCE,
             VR::SQ,

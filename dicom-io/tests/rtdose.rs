@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use isodose_core::{Grid3, Volume};
+use isodose_dicom::rt_brachy_plan::RT_PLAN_STORAGE;
 use isodose_dicom::{DoseContext, read_rtdose, write_rtdose};
 use ndarray::Array3;
 
@@ -33,6 +34,13 @@ fn reads_a_raystation_rtdose() {
         rd.referenced_plan_uid.as_deref(),
         Some("1.2.752.243.1.1.20221209141208883.9000.73261")
     );
+    // ReferencedSOPClassUID of that item: RT Ion Plan Storage (byte scan of
+    // the file); a PLAN dose references no beam
+    assert_eq!(
+        rd.referenced_plan_sop_class_uid.as_deref(),
+        Some("1.2.840.10008.5.1.4.1.1.481.8")
+    );
+    assert_eq!(rd.referenced_beam_number, None);
     assert_eq!(
         rd.frame_of_reference_uid.as_deref(),
         Some("1.2.826.0.1.3680043.8.176.20111122133550298.11.1427180504")
@@ -106,5 +114,67 @@ fn bad_files_are_clear_errors() {
             .to_string()
             .contains("absent.dcm")
     );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The ReferencedRTPlanSequence item names the plan's storage class: RT Ion
+/// Plan Storage by default, RT Plan Storage for a brachytherapy plan; a BEAM
+/// dose carries its beam in ReferencedFractionGroupSequence >
+/// ReferencedBeamSequence (PS3.3 C.8.8.3).
+#[test]
+fn plan_reference_class_beam_and_comment_are_written() {
+    let grid = Grid3::new([2, 3, 4], [2.0, 2.0, 2.0], [0.0, 0.0, 0.0]).unwrap();
+    let dose = Volume::new(grid, Array3::from_elem((2, 3, 4), 1.5f32)).unwrap();
+    let dir = std::env::temp_dir().join(format!("isodose-rd-ref-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("RD.dcm");
+
+    let ion = DoseContext {
+        referenced_plan_uid: Some("1.2.3.4".into()),
+        ..DoseContext::default()
+    };
+    write_rtdose(&path, &dose, &ion).unwrap();
+    let back = read_rtdose(&path).unwrap();
+    assert_eq!(
+        back.referenced_plan_sop_class_uid.as_deref(),
+        Some("1.2.840.10008.5.1.4.1.1.481.8")
+    );
+    assert_eq!(
+        (back.summation.as_str(), back.referenced_beam_number),
+        ("PLAN", None)
+    );
+
+    let brachy = DoseContext {
+        referenced_plan_uid: Some("1.2.3.5".into()),
+        referenced_plan_sop_class_uid: Some(RT_PLAN_STORAGE.into()),
+        ..DoseContext::default()
+    };
+    write_rtdose(&path, &dose, &brachy).unwrap();
+    let back = read_rtdose(&path).unwrap();
+    assert_eq!(back.referenced_plan_uid.as_deref(), Some("1.2.3.5"));
+    assert_eq!(
+        back.referenced_plan_sop_class_uid.as_deref(),
+        Some("1.2.840.10008.5.1.4.1.1.481.5")
+    );
+
+    let beam = DoseContext {
+        referenced_plan_uid: Some("1.2.3.4".into()),
+        referenced_beam_number: Some(3),
+        referenced_fraction_group_number: Some(1),
+        summation: "BEAM".into(),
+        comment: "per fraction".into(),
+        ..DoseContext::default()
+    };
+    write_rtdose(&path, &dose, &beam).unwrap();
+    let back = read_rtdose(&path).unwrap();
+    assert_eq!(
+        (back.summation.as_str(), back.referenced_beam_number),
+        ("BEAM", Some(3))
+    );
+    // DoseComment (3004,0006) is in the file
+    let bytes = std::fs::read(&path).unwrap();
+    let tag = [0x04, 0x30, 0x06, 0x00, b'L', b'O'];
+    let at = bytes.windows(6).position(|w| w == tag).unwrap();
+    assert_eq!(&bytes[at + 8..at + 8 + 12], b"per fraction");
     std::fs::remove_dir_all(&dir).ok();
 }
