@@ -50,8 +50,9 @@ fn reports_its_adapter() {
         BackendKind::Gpu { adapter } => assert!(!adapter.is_empty()),
         other => panic!("{other:?}"),
     }
-    // protons are refused on an explicit GPU engine until the kernels exist
-    assert!(e.pbs_backend().is_err());
+    // the proton forward dose runs on that GPU, the dij on the CPU reference
+    assert_eq!(e.pbs_backend().ok().as_ref(), Some(e.backend()));
+    assert!(matches!(e.pbs_dij_backend(), BackendKind::Cpu { .. }));
 }
 
 proptest! {

@@ -2,7 +2,8 @@
 //!
 //! An engine is created once with a [`BackendChoice`] and reused. The CPU
 //! backend (rayon, f64 accumulation) is the reference implementation; the GPU
-//! backend (wgpu) is added by the GPU work and must match it. Preparation that
+//! backend (wgpu: TG-43, gamma and the proton forward dose; the proton dij
+//! stays on the CPU) must match it. Preparation that
 //! both backends share (the tabulated TG-43 kernel, seed frames) happens before
 //! dispatch.
 
@@ -168,15 +169,25 @@ impl Engine {
         }
     }
 
-    /// The backend proton calculations run on: the CPU until the PBS kernels
-    /// are ported (an explicit `Gpu` engine refuses them instead).
+    /// The backend the proton forward dose ([`Engine::pbs_dose`]) runs on:
+    /// the engine's GPU when it has one (an explicit `Gpu` engine, or `Auto`
+    /// on a hardware GPU), else the CPU. (Under `Auto`, a GPU failure during
+    /// a calculation falls back to the CPU for that calculation;
+    /// [`Engine::pbs_dose_with_backend`] reports the backend that actually
+    /// ran.) The dij ([`Engine::pbs_dij`]) always runs on the CPU:
+    /// [`Engine::pbs_dij_backend`]. Never an error at present; the `Result`
+    /// is kept for backends that cannot run protons.
     pub fn pbs_backend(&self) -> Result<BackendKind> {
-        match (&self.backend, self.choice) {
-            (BackendKind::Gpu { .. }, BackendChoice::Gpu) => Err(DoseError::BackendUnavailable {
-                reason: "proton PBS dose is not yet available on the GPU backend; use \"cpu\" or \"auto\"".into(),
-            }),
-            _ => Ok(cpu_kind()),
-        }
+        Ok(match &self.backend {
+            gpu @ BackendKind::Gpu { .. } => gpu.clone(),
+            BackendKind::Cpu { .. } => cpu_kind(),
+        })
+    }
+
+    /// The backend the dose-influence matrix ([`Engine::pbs_dij`]) runs on:
+    /// always the CPU reference backend (rayon), also on a `Gpu` engine.
+    pub fn pbs_dij_backend(&self) -> BackendKind {
+        cpu_kind()
     }
 
     /// The backend this engine runs on.
@@ -245,6 +256,13 @@ impl Engine {
     /// of `plan` on `ct`, with `machine` data. The dose grid is `dose_grid`,
     /// or the CT grid when `None`; water-equivalent depths are always traced
     /// through the CT. Spots of zero weight are skipped.
+    ///
+    /// Runs on [`Engine::pbs_backend`]: the GPU kernel
+    /// (`shaders/pbs_dose.wgsl`) evaluates the CPU's pencil-beam model on the
+    /// same voxels (pairs within f32 rounding of a cut-off or node boundary
+    /// are evaluated on the host in f64) and matches the CPU reference to
+    /// about 1e-6 of the maximum dose. With `Auto`, a GPU failure falls back
+    /// to the CPU with a message on stderr; with `Gpu` it is an error.
     pub fn pbs_dose(
         &self,
         ct: &CtVolume,
@@ -253,16 +271,43 @@ impl Engine {
         dose_grid: Option<&Grid3>,
         options: &DoseOptions,
     ) -> Result<DoseGrid> {
+        self.pbs_dose_with_backend(ct, plan, machine, dose_grid, options)
+            .map(|(dose, _)| dose)
+    }
+
+    /// As [`Engine::pbs_dose`], with the backend that computed the dose
+    /// (the CPU after an `Auto` fall-back).
+    pub fn pbs_dose_with_backend(
+        &self,
+        ct: &CtVolume,
+        plan: &ProtonPlan,
+        machine: &ProtonMachine,
+        dose_grid: Option<&Grid3>,
+        options: &DoseOptions,
+    ) -> Result<(DoseGrid, BackendKind)> {
         let grid = dose_grid.unwrap_or(ct.grid());
-        self.pbs_backend()?;
         let beams = self.prepare(ct, plan, machine, grid, options, true)?;
-        proton_cpu::pbs_dose(&beams, grid)
+        #[cfg(feature = "gpu")]
+        if let Some(ctx) = &self.gpu {
+            match gpu::pbs::pbs_dose(ctx, &beams, grid) {
+                Ok(dose) => return Ok((dose, self.backend.clone())),
+                Err(e) if self.choice == BackendChoice::Auto => {
+                    eprintln!("isodose: GPU proton dose failed ({e}); computing it on the CPU");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((proton_cpu::pbs_dose(&beams, grid)?, cpu_kind()))
     }
 
     /// The dose-influence matrix (voxels of the dose grid × spots of the plan,
     /// beams in order; Gy per proton). Refuses with an error, before
     /// allocating it, when it would need more than `max_bytes`
     /// ([`DEFAULT_DIJ_LIMIT_BYTES`] is a reasonable default).
+    ///
+    /// Always computed on the CPU reference backend, whatever the engine's
+    /// backend (a `Gpu` engine included: only the forward dose is ported to
+    /// the GPU); see [`Engine::pbs_dij_backend`].
     pub fn pbs_dij(
         &self,
         ct: &CtVolume,
@@ -273,7 +318,6 @@ impl Engine {
         max_bytes: usize,
     ) -> Result<Dij> {
         let grid = dose_grid.unwrap_or(ct.grid());
-        self.pbs_backend()?;
         let beams = self.prepare(ct, plan, machine, grid, options, false)?;
         proton_cpu::pbs_dij(&beams, grid, plan.spot_count(), max_bytes)
     }

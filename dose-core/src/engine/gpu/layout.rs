@@ -1,6 +1,7 @@
-//! Host mirrors of the WGSL structs. Each must match `shaders/tg43_dose.wgsl`
-//! byte for byte; `tests::layouts_match_the_shader` checks sizes and offsets
-//! against naga's reflection of the shader.
+//! Host mirrors of the WGSL structs. Each must match its shader
+//! (`shaders/tg43_dose.wgsl`, `shaders/gamma.wgsl`, `shaders/pbs_dose.wgsl`)
+//! byte for byte; the tests below check sizes and offsets against naga's
+//! reflection of the shaders.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -69,6 +70,76 @@ pub struct GammaParams {
     pub _pad0: f32,
     pub _pad1: f32,
     pub _pad2: f32,
+}
+
+/// Must match `struct Params` in shaders/pbs_dose.wgsl: the slab and the
+/// batch of one dispatch.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct PbsParams {
+    pub nx: u32,
+    pub ny: u32,
+    /// Planes in this slab.
+    pub nz: u32,
+    /// z index of the slab's first plane.
+    pub k0: u32,
+    pub tiles_x: u32,
+    pub tiles_y: u32,
+    /// Tile records (workgroups) of this dispatch.
+    pub n_tiles: u32,
+    /// Workgroups per row of the 2D dispatch.
+    pub groups_x: u32,
+    /// Plan-wide index of the batch's first pencil.
+    pub pencil_base: u32,
+    /// Pairs the ambiguous-pair buffer holds.
+    pub ambiguous_capacity: u32,
+    /// 1.0 (a value the shader compiler cannot fold; see the shader).
+    pub one: f32,
+    /// 1: half-node ties decided in emulated f64 (the row buffer is bound);
+    /// 0: deferred to the host.
+    pub exact_ties: u32,
+}
+
+/// Must match `struct Beam` in shaders/pbs_dose.wgsl: beam coordinates
+/// (x, y, Δ; mm) of voxel (0, 0, 0) and their change per voxel index.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct PbsBeam {
+    pub base: [f32; 4],
+    pub dbx: [f32; 4],
+    pub dby: [f32; 4],
+    pub dbz: [f32; 4],
+    /// f64 bits (low, high words) of the CPU's Δ step along i, index of the
+    /// beam's first row in the row buffer, 1 on the CPU's fast path.
+    pub exact: [u32; 4],
+}
+
+/// Must match `struct Pencil` in shaders/pbs_dose.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct PbsPencil {
+    /// x_iso, y_iso (mm), 1/SAD_x, 1/SAD_y (1/mm).
+    pub iso: [f32; 4],
+    /// Δ0 (mm), 1/step (1/mm), last node index, protons.
+    pub depth: [f32; 4],
+    /// Error bound of t, error bound of lateral distances (mm), largest
+    /// cut-off radius (mm), 0.
+    pub err: [f32; 4],
+    /// First node in the batch's node buffer, beam index, 0, 0.
+    pub index: [u32; 4],
+    /// f64 bits (low, high words) of Δ0 and of 1/step.
+    pub exact: [u32; 4],
+}
+
+/// Must match `struct Node` in shaders/pbs_dose.wgsl: one
+/// [`crate::proton::kernel::DepthNode`] in f32.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct PbsNode {
+    /// Core amplitude (Gy per proton), 1/2σx², 1/2σy² (1/mm²), cut-off² (mm²).
+    pub core: [f32; 4],
+    /// Halo amplitude (Gy per proton), 1/2σhx², 1/2σhy² (1/mm²), cut-off (mm).
+    pub halo: [f32; 4],
 }
 
 #[cfg(test)]
@@ -147,6 +218,91 @@ mod tests {
         assert_eq!(std::mem::offset_of!(GammaParams, fd_mm), 64);
         assert_eq!(std::mem::offset_of!(GammaParams, dd_global), 80 + 4 * 14);
         assert_eq!(std::mem::offset_of!(GammaParams, _pad2), 80 + 4 * 23);
+    }
+
+    /// The PBS kernel's structs: sizes and every member's offset.
+    #[test]
+    fn pbs_structs_match_the_shader() {
+        let module = naga::front::wgsl::parse_str(super::super::PBS_DOSE_WGSL).unwrap();
+        let mut layouter = naga::proc::Layouter::default();
+        layouter.update(module.to_ctx()).unwrap();
+        let find = |name: &str| {
+            let (handle, ty) = module
+                .types
+                .iter()
+                .find(|(_, t)| t.name.as_deref() == Some(name))
+                .unwrap();
+            let naga::TypeInner::Struct { members, .. } = &ty.inner else {
+                panic!("{name} is not a struct");
+            };
+            let offsets: Vec<(String, usize)> = members
+                .iter()
+                .map(|m| (m.name.clone().unwrap_or_default(), m.offset as usize))
+                .collect();
+            (layouter[handle].size as usize, offsets)
+        };
+        use std::mem::offset_of;
+        let (size, offsets) = find("Params");
+        assert_eq!(size, size_of::<PbsParams>());
+        let rust = [
+            ("nx", offset_of!(PbsParams, nx)),
+            ("ny", offset_of!(PbsParams, ny)),
+            ("nz", offset_of!(PbsParams, nz)),
+            ("k0", offset_of!(PbsParams, k0)),
+            ("tiles_x", offset_of!(PbsParams, tiles_x)),
+            ("tiles_y", offset_of!(PbsParams, tiles_y)),
+            ("n_tiles", offset_of!(PbsParams, n_tiles)),
+            ("groups_x", offset_of!(PbsParams, groups_x)),
+            ("pencil_base", offset_of!(PbsParams, pencil_base)),
+            (
+                "ambiguous_capacity",
+                offset_of!(PbsParams, ambiguous_capacity),
+            ),
+            ("one", offset_of!(PbsParams, one)),
+            ("exact_ties", offset_of!(PbsParams, exact_ties)),
+        ];
+        assert_eq!(offsets.len(), rust.len());
+        for ((name, off), (n, o)) in rust.iter().zip(&offsets) {
+            assert_eq!((name, off), (&n.as_str(), o), "Params.{name}");
+        }
+        let (size, offsets) = find("Beam");
+        assert_eq!(size, size_of::<PbsBeam>());
+        let rust = [
+            ("base", offset_of!(PbsBeam, base)),
+            ("dbx", offset_of!(PbsBeam, dbx)),
+            ("dby", offset_of!(PbsBeam, dby)),
+            ("dbz", offset_of!(PbsBeam, dbz)),
+            ("exact", offset_of!(PbsBeam, exact)),
+        ];
+        assert_eq!(offsets.len(), rust.len());
+        for ((name, off), (n, o)) in rust.iter().zip(&offsets) {
+            assert_eq!((name, off), (&n.as_str(), o), "Beam.{name}");
+        }
+        let (size, offsets) = find("Pencil");
+        assert_eq!(size, size_of::<PbsPencil>());
+        let rust = [
+            ("iso", offset_of!(PbsPencil, iso)),
+            ("depth", offset_of!(PbsPencil, depth)),
+            ("err", offset_of!(PbsPencil, err)),
+            ("index", offset_of!(PbsPencil, index)),
+            ("exact", offset_of!(PbsPencil, exact)),
+        ];
+        assert_eq!(offsets.len(), rust.len());
+        for ((name, off), (n, o)) in rust.iter().zip(&offsets) {
+            assert_eq!((name, off), (&n.as_str(), o), "Pencil.{name}");
+        }
+        let (size, offsets) = find("Node");
+        assert_eq!(size, size_of::<PbsNode>());
+        assert_eq!(
+            offsets,
+            vec![
+                ("core".to_owned(), offset_of!(PbsNode, core)),
+                ("halo".to_owned(), offset_of!(PbsNode, halo)),
+            ]
+        );
+        // the ambiguous pairs start 8 bytes in (the host clears that header)
+        let (_, offsets) = find("Ambiguous");
+        assert_eq!(offsets[2], ("pairs".to_owned(), 8));
     }
 
     /// Every shader parses and validates (a broken shader fails here, in CI).

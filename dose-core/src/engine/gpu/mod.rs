@@ -7,6 +7,7 @@
 
 pub(crate) mod gamma;
 pub(crate) mod layout;
+pub(crate) mod pbs;
 pub(crate) mod tg43;
 
 use crate::error::{DoseError, Result};
@@ -17,10 +18,14 @@ pub const TG43_DOSE_WGSL: &str = include_str!("../../../../shaders/tg43_dose.wgs
 /// The WGSL source of the gamma-index kernel.
 pub const GAMMA_WGSL: &str = include_str!("../../../../shaders/gamma.wgsl");
 
+/// The WGSL source of the proton PBS forward-dose kernel.
+pub const PBS_DOSE_WGSL: &str = include_str!("../../../../shaders/pbs_dose.wgsl");
+
 /// Every kernel: (file name in `shaders/`, WGSL source).
 pub const SHADERS: &[(&str, &str)] = &[
     ("tg43_dose.wgsl", TG43_DOSE_WGSL),
     ("gamma.wgsl", GAMMA_WGSL),
+    ("pbs_dose.wgsl", PBS_DOSE_WGSL),
 ];
 
 /// Workgroup size of every kernel (must match `@workgroup_size` in the shaders).
@@ -35,6 +40,7 @@ pub struct GpuContext {
     limits: wgpu::Limits,
     tg43: wgpu::ComputePipeline,
     gamma: wgpu::ComputePipeline,
+    pbs_dose: wgpu::ComputePipeline,
 }
 
 fn gpu_error(reason: impl Into<String>) -> DoseError {
@@ -94,6 +100,7 @@ impl GpuContext {
         .map_err(|e| gpu_error(format!("cannot open {}: {e}", info.name)))?;
         let tg43 = pipeline(&device, "tg43_dose", TG43_DOSE_WGSL)?;
         let gamma = pipeline(&device, "gamma", GAMMA_WGSL)?;
+        let pbs_dose = pipeline(&device, "pbs_dose", PBS_DOSE_WGSL)?;
         Ok(Self {
             device,
             queue,
@@ -101,6 +108,7 @@ impl GpuContext {
             limits,
             tg43,
             gamma,
+            pbs_dose,
         })
     }
 
