@@ -293,6 +293,82 @@ pub(crate) struct GammaSetup {
     pub(crate) lattice_step_mm: f64,
 }
 
+/// An upper bound of the evaluated dose's gradient magnitude (Gy/mm) around
+/// any point, for pruning the lattice search.
+///
+/// In a cell of the trilinear interpolant, ∂D/∂x is an average of the cell's
+/// four x-edge differences / sx, so |∇D| ≤ √(Σ_axes (max edge difference /
+/// spacing)²); beyond the outer centres the dose is constant. The cell bounds
+/// are max-filtered over a box of `reach_mm`, so the bound looked up at p
+/// holds on every segment from p within the search sphere, and
+/// |D_e(p + r) − D_e(p)| ≤ L·|r| there.
+struct GradientBound {
+    /// Max-filtered cell bounds, indexed like the evaluated grid (cell with
+    /// lower corner [k, j, i]).
+    cells: Vec<f64>,
+}
+
+impl GradientBound {
+    fn new(s: &Sampler<'_>, spacing: [f64; 3], reach_mm: f64) -> Self {
+        let [nz, ny, nx] = s.shape;
+        let d = s.data;
+        let idx = |k: usize, j: usize, i: usize| (k * ny + j) * nx + i;
+        let mut cells = vec![0.0f64; d.len()];
+        for k in 0..nz {
+            let k1 = (k + 1).min(nz - 1);
+            for j in 0..ny {
+                let j1 = (j + 1).min(ny - 1);
+                for i in 0..nx {
+                    let i1 = (i + 1).min(nx - 1);
+                    let v = |k: usize, j: usize, i: usize| f64::from(d[idx(k, j, i)]);
+                    let mut m = [0.0f64; 3];
+                    for (kk, jj) in [(k, j), (k, j1), (k1, j), (k1, j1)] {
+                        m[0] = m[0].max((v(kk, jj, i1) - v(kk, jj, i)).abs());
+                    }
+                    for (kk, ii) in [(k, i), (k, i1), (k1, i), (k1, i1)] {
+                        m[1] = m[1].max((v(kk, j1, ii) - v(kk, j, ii)).abs());
+                    }
+                    for (jj, ii) in [(j, i), (j, i1), (j1, i), (j1, i1)] {
+                        m[2] = m[2].max((v(k1, jj, ii) - v(k, jj, ii)).abs());
+                    }
+                    let g = (0..3).map(|a| (m[a] / spacing[a]).powi(2)).sum::<f64>();
+                    cells[idx(k, j, i)] = g.sqrt();
+                }
+            }
+        }
+        // separable max filter: radius in cells along each axis
+        let radius = [0, 1, 2].map(|a| (reach_mm / spacing[a]).ceil() as usize + 1);
+        let dims = [nx, ny, nz];
+        let stride = [1, nx, nx * ny];
+        for a in 0..3 {
+            let (n, st, r) = (dims[a], stride[a], radius[a]);
+            let src = cells.clone();
+            for (start, value) in cells.iter_mut().enumerate() {
+                let pos = (start / st) % n;
+                let lo = pos.saturating_sub(r);
+                let hi = (pos + r).min(n - 1);
+                let base = start - pos * st;
+                *value = (lo..=hi).map(|q| src[base + q * st]).fold(0.0, f64::max);
+            }
+        }
+        // a relative margin for rounding in the interpolation
+        cells
+            .iter_mut()
+            .for_each(|c| *c = *c * (1.0 + 1e-9) + 1e-12);
+        Self { cells }
+    }
+
+    /// The bound around `p_mm` (the cell containing it, clamped to the grid).
+    fn at(&self, s: &Sampler<'_>, p_mm: [f64; 3]) -> f64 {
+        let [nz, ny, nx] = s.shape;
+        let c = |a: usize, n: usize| {
+            let v = (p_mm[a] - s.origin[a]) * s.inv_spacing[a];
+            v.clamp(0.0, (n - 1) as f64) as usize
+        };
+        self.cells[(c(2, nz) * ny + c(1, ny)) * nx + c(0, nx)]
+    }
+}
+
 /// Gauss-Newton iterations of the off-lattice refinement, and halvings of a
 /// step that does not lower γ².
 pub(crate) const GN_ITERATIONS: u32 = 8;
@@ -496,6 +572,12 @@ pub(crate) fn gamma_cpu(reference: &DoseGrid, evaluated: &DoseGrid, s: &GammaSet
     );
     let rgrid = reference.grid();
     let fd_mm = [FD_STEP * sp_e.x, FD_STEP * sp_e.y, FD_STEP * sp_e.z];
+    let bound = GradientBound::new(
+        &sampler,
+        [sp_e.x, sp_e.y, sp_e.z],
+        criteria.max_gamma * criteria.dta_mm,
+    );
+    let (a2, inv_a) = (1.0 / inv_dta2, inv_dta2.sqrt());
     let point_gamma = |zyx: [usize; 3], d_ref: f64| -> f32 {
         if d_ref < cutoff || (criteria.local && d_ref <= 0.0) {
             return f32::NAN;
@@ -506,9 +588,26 @@ pub(crate) fn gamma_cpu(reference: &DoseGrid, evaluated: &DoseGrid, s: &GammaSet
         let p = [p.x, p.y, p.z];
         let mut best = f64::INFINITY;
         let mut best_r = [0.0; 3];
+        // lower bound of γ² beyond |r| = t from the gradient bound L around p
+        // and f0 = |D_e(p) − D_r|: γ² ≥ t²/a² + max(0, f0 − L t)²/b², convex
+        // in t with its minimum at t* = L f0 a²/(b² + L² a²)
+        let b2 = 1.0 / inv_dd2;
+        let lb = sampler.at(p).map(|de| {
+            let f0 = (de - d_ref).abs();
+            let l = bound.at(&sampler, p);
+            let t_star = l * f0 * a2 / (b2 + l * l * a2);
+            (f0, l, t_star)
+        });
         for o in offsets {
             if o.dist2 >= best || o.dist2 > max_g2 {
                 break;
+            }
+            if let Some((f0, l, t_star)) = lb {
+                let t = (o.dist2.sqrt() / inv_a).max(t_star);
+                let rest = (f0 - l * t).max(0.0);
+                if t * t * inv_dta2 + rest * rest * inv_dd2 >= best {
+                    break;
+                }
             }
             if let Some(g2) = gamma2_at(&sampler, p, o.r_mm, d_ref, inv_dd2, inv_dta2)
                 && g2 < best
@@ -520,9 +619,15 @@ pub(crate) fn gamma_cpu(reference: &DoseGrid, evaluated: &DoseGrid, s: &GammaSet
         if !best.is_finite() {
             return f32::INFINITY;
         }
+        // the bound's global minimum (at t*): no position can beat it, so a
+        // lattice minimum that reaches it needs no refinement
+        let proven = lb.is_some_and(|(f0, l, t)| {
+            let rest = (f0 - l * t).max(0.0);
+            best <= (t * t * inv_dta2 + rest * rest * inv_dd2) * (1.0 + 1e-12)
+        });
         // Gauss-Newton, then a pattern search, off the lattice from the best
         // lattice offset
-        if best > 0.0 && best < max_g2 {
+        if best > 0.0 && best < max_g2 && !proven {
             let (g2, r) = gauss_newton(&sampler, p, best_r, best, d_ref, inv_dd2, inv_dta2, fd_mm);
             best = g2;
             best_r = r;
