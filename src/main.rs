@@ -2,6 +2,7 @@
 
 mod demo;
 mod demo_proton;
+mod plan_cli;
 mod plot;
 mod qa_cli;
 
@@ -99,6 +100,80 @@ enum Command {
         #[arg(long)]
         png: Option<PathBuf>,
     },
+    /// Proton PBS dose of a DICOM RT Ion Plan on its CT, written as RTDOSE
+    /// (Gy, physical dose of ONE fraction: DICOM BeamMeterset is per
+    /// fraction; --total for all fractions). The dose grid is a regular
+    /// --spacing grid inside the CT (covering it, and so the body); depths
+    /// are traced through the CT at its own resolution. Progress goes to
+    /// stderr, the report to stdout.
+    Proton {
+        /// Folder holding the CT series the plan was made on.
+        #[arg(long)]
+        ct: PathBuf,
+        /// The RT Ion Plan (DICOM).
+        #[arg(long)]
+        plan: PathBuf,
+        /// The RTDOSE file to write (DoseSummationType PLAN; BEAM with --beam).
+        #[arg(long)]
+        out: PathBuf,
+        /// Proton machine data (isodose-proton-machine/1 JSON); default: the
+        /// built-in generic machine (1e8 protons/MU at 100 MeV, not yours).
+        #[arg(long)]
+        machine: Option<PathBuf>,
+        /// Compute backend: auto, cpu or gpu (the forward dose runs on the
+        /// GPU when one is chosen or found; auto uses hardware GPUs only).
+        #[arg(long, default_value = "auto")]
+        backend: String,
+        /// Dose-grid spacing, mm (isotropic), default 2: the grid is centred
+        /// in the CT's extent and covers all of it.
+        #[arg(long)]
+        spacing: Option<f64>,
+        /// Sub-spot ray tracing: none (ray casting), 3x3 or 5x5.
+        #[arg(long, default_value = "none")]
+        spot_splitting: String,
+        /// Also write one RTDOSE per beam (DoseSummationType BEAM,
+        /// ReferencedBeamNumber), named OUT_beam<N>.dcm.
+        #[arg(long)]
+        beam_dose: bool,
+        /// Compute only the beam with this BeamNumber.
+        #[arg(long)]
+        beam: Option<i32>,
+        /// Write the dose of all NumberOfFractionsPlanned fractions (as
+        /// planning systems export PLAN doses) instead of one fraction.
+        #[arg(long)]
+        total: bool,
+    },
+    /// TG-43 dose of a brachytherapy (I-125 seed) RT Plan, written as RTDOSE
+    /// (Gy; permanent implant: total dose of the full decay; temporary: over
+    /// its ChannelTotalTime). Water everywhere (TG-43): a CT only sets the
+    /// grid. Without --ct, a --spacing grid (1 mm) covers the seeds plus
+    /// --margin (30 mm).
+    Brachy {
+        /// The brachytherapy RT Plan (DICOM).
+        #[arg(long)]
+        plan: PathBuf,
+        /// The RTDOSE file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// CT folder: dose on its grid (resampled inside it with --spacing),
+        /// in its study and frame of reference.
+        #[arg(long)]
+        ct: Option<PathBuf>,
+        /// Seed model: a catalogue key (see `isodose seeds`) or a seed file
+        /// (.json), instead of the model the plan names.
+        #[arg(long)]
+        model: Option<String>,
+        /// Dose-grid spacing, mm (default 1 without a CT; the CT's own grid
+        /// with one).
+        #[arg(long)]
+        spacing: Option<f64>,
+        /// Margin around the seeds without a CT, mm.
+        #[arg(long, default_value_t = plan_cli::BRACHY_MARGIN_MM)]
+        margin: f64,
+        /// Compute backend: auto, cpu or gpu.
+        #[arg(long, default_value = "auto")]
+        backend: String,
+    },
     /// List the TG-43 seed models shipped with isodose, or load a seed file.
     Seeds {
         /// A seed file (isodose-tg43-seed/1 JSON) to validate and summarise.
@@ -161,6 +236,52 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 json,
                 png,
                 prescription_gy: prescription,
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Proton {
+            ct,
+            plan,
+            out,
+            machine,
+            backend,
+            spacing,
+            spot_splitting,
+            beam_dose,
+            beam,
+            total,
+        } => {
+            plan_cli::proton(&plan_cli::ProtonArgs {
+                ct,
+                plan,
+                out,
+                machine,
+                backend,
+                spacing_mm: spacing,
+                spot_splitting,
+                beam_dose,
+                beam,
+                total,
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Brachy {
+            plan,
+            out,
+            ct,
+            model,
+            spacing,
+            margin,
+            backend,
+        } => {
+            plan_cli::brachy(&plan_cli::BrachyArgs {
+                plan,
+                out,
+                ct,
+                model,
+                spacing_mm: spacing,
+                margin_mm: margin,
+                backend,
             })?;
             Ok(ExitCode::SUCCESS)
         }
