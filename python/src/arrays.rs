@@ -69,3 +69,15 @@ pub fn f32_3d(
     let ro: PyReadonlyArray3<'_, f32> = a.extract()?;
     Ok(ro.as_array().to_owned())
 }
+
+/// A 3-D bool array.
+pub fn bool_3d(
+    py: Python<'_>,
+    obj: &Bound<'_, PyAny>,
+    name: &str,
+    shape: &str,
+) -> PyResult<Array3<bool>> {
+    let a = contiguous(py, obj, "bool", 3, name, shape)?;
+    let ro: PyReadonlyArray3<'_, bool> = a.extract()?;
+    Ok(ro.as_array().to_owned())
+}

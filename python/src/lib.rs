@@ -7,6 +7,8 @@
 
 mod arrays;
 mod errors;
+mod plans;
+mod qa;
 
 use std::sync::Arc;
 
@@ -18,7 +20,7 @@ use isodose_core::tg43::{Formalism, Implant, Seed, SeedCatalogue, Technique, dos
 use isodose_core::{
     BackendChoice, CtVolume, DEFAULT_DIJ_LIMIT_BYTES, DoseGrid, Engine, Grid3, Volume,
 };
-use numpy::{PyArray1, PyArray3, PyArrayMethods, PyReadonlyArray1};
+use numpy::{PyArray1, PyArray2, PyArray3, PyArrayMethods, PyReadonlyArray1};
 use pyo3::prelude::*;
 
 use errors::IntoPy;
@@ -130,6 +132,19 @@ pub struct PyDose {
 }
 
 impl PyDose {
+    /// A copy of the dose as the core's `DoseGrid` (the array may have been
+    /// modified in place since).
+    fn to_rust(&self, py: Python<'_>) -> PyResult<DoseGrid> {
+        let data = self
+            .array
+            .bind(py)
+            .try_readonly()
+            .map_err(|e| errors::input_error(py, format!("the dose array cannot be read: {e}")))?
+            .as_array()
+            .to_owned();
+        Volume::new(self.grid.clone(), data).py_err(py)
+    }
+
     fn from_rust(py: Python<'_>, dose: DoseGrid, backend: String) -> Self {
         let (grid, data) = dose.into_parts();
         Self {
@@ -291,6 +306,59 @@ impl PyImplant {
     #[getter]
     fn seed_count(&self) -> usize {
         self.0.seeds().len()
+    }
+    /// Seed centres (x, y, z), mm, float64 (n, 3).
+    #[getter]
+    fn positions_mm<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f64>>> {
+        let rows: Vec<Vec<f64>> = self
+            .0
+            .seeds()
+            .iter()
+            .map(|s| {
+                let p = s.position_mm();
+                vec![p.x, p.y, p.z]
+            })
+            .collect();
+        PyArray2::from_vec2(py, &rows).map_err(|e| errors::internal(e.to_string()))
+    }
+    /// Seed axes (unit vectors), float64 (n, 3).
+    #[getter]
+    fn directions<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f64>>> {
+        let rows: Vec<Vec<f64>> = self
+            .0
+            .seeds()
+            .iter()
+            .map(|s| {
+                let d = s.direction();
+                vec![d.x, d.y, d.z]
+            })
+            .collect();
+        PyArray2::from_vec2(py, &rows).map_err(|e| errors::internal(e.to_string()))
+    }
+    /// Air-kerma strength of each seed at the reference time, U, float64 (n,).
+    #[getter]
+    fn air_kerma_strength_u<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
+        PyArray1::from_vec(
+            py,
+            self.0
+                .seeds()
+                .iter()
+                .map(|s| s.air_kerma_strength_u())
+                .collect(),
+        )
+    }
+    /// Irradiation time of a temporary implant, h; None for a permanent one.
+    #[getter]
+    fn duration_h(&self) -> Option<f64> {
+        match self.0.technique() {
+            Technique::Permanent => None,
+            Technique::Temporary { duration_h } => Some(duration_h),
+        }
+    }
+    /// Days from the S_K reference time to the start of irradiation.
+    #[getter]
+    fn days_from_reference(&self) -> f64 {
+        self.0.days_from_reference()
     }
     fn __repr__(&self) -> String {
         format!(
@@ -684,9 +752,7 @@ fn read_dose(py: Python<'_>, path: std::path::PathBuf) -> PyResult<PyDose> {
 /// Writes a Dose (Gy) as an RTDOSE file; returns its SOP instance UID.
 #[pyfunction]
 fn write_dose(py: Python<'_>, dose: &PyDose, path: std::path::PathBuf) -> PyResult<String> {
-    let data = dose.array.bind(py).readonly().as_array().to_owned();
-    let grid = dose.grid.clone();
-    let volume = Volume::new(grid, data).py_err(py)?;
+    let volume = dose.to_rust(py)?;
     py.detach(|| {
         isodose_dicom::write_rtdose(&path, &volume, &isodose_dicom::DoseContext::default())
     })
@@ -701,6 +767,12 @@ mod _isodose {
         PyCtImage, PyDose, PyGrid, PyImplant, PyProtonBeam, PyProtonMachine, PyProtonPlan,
         PyRangeShifter, brachy_dose, proton_dij_parts, proton_dose, read_ct, read_dose,
         read_rtstruct, seed_models, tg43_dose_rate, write_dose,
+    };
+    #[pymodule_export]
+    use crate::plans::{read_brachy_plan, read_ion_plan, read_ion_plan_mu, write_brachy_plan};
+    #[pymodule_export]
+    use crate::qa::{
+        PyDvh, PyGammaResult, PyStructure, dvh, gamma, paddick_conformity, read_structures,
     };
     use pyo3::prelude::*;
 

@@ -8,11 +8,15 @@ Array inputs may have any real dtype and memory order: they are converted
 once to the C-ordered float arrays the engine reads. Every computation
 releases the GIL. Errors are :class:`IsodoseError` subclasses carrying the
 engine's full message.
+
+Interrupting: the Rust engines have no cancellation hook, so Ctrl-C
+(KeyboardInterrupt) is raised only when a running computation (a dose, a dij,
+a gamma index or a DVH) returns; size long runs accordingly.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
 
@@ -20,19 +24,28 @@ from isodose import _isodose
 from isodose._isodose import (
     CtImage,
     Dose,
+    Dvh,
+    GammaResult,
     Grid,
     Implant,
     ProtonBeam,
     ProtonMachine,
     ProtonPlan,
     RangeShifter,
+    Structure,
     __version__,
     brachy_dose,
+    paddick_conformity,
     proton_dose,
+    read_brachy_plan,
     read_ct,
     read_dose,
+    read_ion_plan,
+    read_ion_plan_mu,
     read_rtstruct,
+    read_structures,
     seed_models,
+    write_brachy_plan,
     write_dose,
 )
 from isodose.errors import DicomError, GpuError, InputError, IsodoseError
@@ -55,7 +68,18 @@ __all__ = [
     "read_ct",
     "read_dose",
     "read_rtstruct",
+    "read_structures",
     "write_dose",
+    "read_ion_plan",
+    "read_ion_plan_mu",
+    "read_brachy_plan",
+    "write_brachy_plan",
+    "gamma",
+    "GammaResult",
+    "dvh",
+    "Dvh",
+    "Structure",
+    "paddick_conformity",
     "IsodoseError",
     "InputError",
     "DicomError",
@@ -124,3 +148,109 @@ def proton_dij(
     except ImportError:
         return data, indices, indptr, shape
     return csc_matrix((data, indices, indptr), shape=shape)
+
+
+def gamma(
+    reference: Dose,
+    evaluated: Dose,
+    dose_percent: float = 3.0,
+    dta_mm: float = 3.0,
+    cutoff_percent: float = 10.0,
+    local: bool = False,
+    backend: str = "auto",
+    max_gamma: float = 2.0,
+    search_step: float = 0.1,
+    normalisation_gy: Optional[float] = None,
+) -> GammaResult:
+    """3D gamma index of ``evaluated`` against ``reference`` (Low et al., Med
+    Phys 25:656 (1998)), on the reference grid.
+
+    gamma(x) = min over r of sqrt(|r|^2/dta^2 + (D_e(x + r) - D_r(x))^2/dD^2),
+    with D_e interpolated trilinearly, so the grids may differ in spacing,
+    origin and size. A point passes when gamma <= 1.
+
+    Parameters
+    ----------
+    reference, evaluated : Dose
+        Doses in Gy.
+    dose_percent : float
+        Dose-difference criterion dD, percent of the normalisation dose
+        (global) or of the local reference dose (``local=True``).
+    dta_mm : float
+        Distance-to-agreement criterion, mm.
+    cutoff_percent : float
+        Reference points below this percentage of the normalisation dose are
+        not evaluated (NaN in ``GammaResult.gamma``).
+    local : bool
+        Local instead of global dose difference.
+    backend : {"auto", "cpu", "gpu"}
+        "cpu": the reference implementation (f64). "gpu": the WGSL port of
+        the same search (f32), on any Vulkan/Metal/DX12 adapter including
+        software ones; :class:`GpuError` when there is none. "auto": a
+        hardware GPU when one exists, else the CPU (and the CPU when the GPU
+        fails). ``GammaResult.backend`` says which ran.
+    max_gamma : float
+        Largest gamma searched for; larger values are stored as ``max_gamma``.
+    search_step : float
+        Step of the search lattice as a fraction of ``dta_mm`` (0.1 = dta/10),
+        refined off the lattice around the best point.
+    normalisation_gy : float, optional
+        Global normalisation dose, Gy; the maximum reference dose when None.
+
+    Returns
+    -------
+    GammaResult
+        ``pass_rate`` (0-1), ``gamma`` (float32, (z, y, x): NaN where not
+        evaluated, inf where no evaluated dose was found), counts, mean and
+        maximum, ``histogram(bins)``.
+
+    The computation cannot be interrupted (Ctrl-C takes effect when it returns).
+    """
+    return _isodose.gamma(
+        reference,
+        evaluated,
+        dose_percent,
+        dta_mm,
+        cutoff_percent,
+        local,
+        backend,
+        max_gamma,
+        search_step,
+        normalisation_gy,
+    )
+
+
+def dvh(
+    dose: Dose,
+    mask_or_roi: Union[Structure, np.ndarray],
+    subdivisions: int = 4,
+    thickness_mm: Optional[float] = None,
+) -> Dvh:
+    """Dose-volume histogram of one structure.
+
+    Parameters
+    ----------
+    dose : Dose
+        Dose in Gy.
+    mask_or_roi : Structure or numpy.ndarray
+        A bool array (z, y, x) on the dose grid (each voxel inside counts with
+        its whole volume); a float array (z, y, x) of fractional occupancies
+        0-1 (each voxel weighted); or a contoured :class:`Structure`, sampled
+        below the voxel size (exact along x and z, ``subdivisions`` rows per
+        voxel along y) with the dose interpolated trilinearly. Parts of a
+        structure outside the dose grid count as 0 Gy (``Dvh.outside_cc``).
+    subdivisions : int
+        Sub-samples per voxel along each axis for a Structure (1-16).
+    thickness_mm : float, optional
+        Slab of a Structure contoured on a single plane, mm; by default the
+        structure's own ``thickness_mm``, else the dose grid's z spacing.
+        Multi-plane structures take their slabs from the plane spacing.
+
+    Returns
+    -------
+    Dvh
+        Volume (cm3), min / mean / max (Gy), ``d(percent)``, ``d_cc(cc)``,
+        ``v(dose_gy)`` (fraction), ``v_cc(dose_gy)``, ``curve(n)`` and
+        ``differential()``.
+    """
+    return _isodose.dvh(dose, mask_or_roi, subdivisions, thickness_mm)

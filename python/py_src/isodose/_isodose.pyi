@@ -1,7 +1,7 @@
 """Type stubs of the native module isodose._isodose."""
 
 from os import PathLike
-from typing import Optional, Sequence, Tuple, Union
+from typing import Any, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -74,6 +74,21 @@ class Implant:
     def model(self) -> str: ...
     @property
     def seed_count(self) -> int: ...
+    @property
+    def positions_mm(self) -> npt.NDArray[np.float64]:
+        """Seed centres (x, y, z), mm, (n, 3)."""
+    @property
+    def directions(self) -> npt.NDArray[np.float64]:
+        """Seed axes, unit vectors, (n, 3)."""
+    @property
+    def air_kerma_strength_u(self) -> npt.NDArray[np.float64]:
+        """S_K of each seed at the reference time, U, (n,)."""
+    @property
+    def duration_h(self) -> Optional[float]:
+        """Irradiation time of a temporary implant, h; None when permanent."""
+    @property
+    def days_from_reference(self) -> float:
+        """Days from the S_K reference time to the start of irradiation."""
 
 def brachy_dose(implant: Implant, grid: Grid, backend: str = "auto") -> Dose: ...
 
@@ -165,3 +180,157 @@ def read_dose(path: Union[str, PathLike[str]]) -> Dose: ...
 def write_dose(dose: Dose, path: Union[str, PathLike[str]]) -> str: ...
 def read_ct(folder: Union[str, PathLike[str]], series_uid: Optional[str] = None) -> CtImage: ...
 def read_rtstruct(path: Union[str, PathLike[str]], grid: Grid) -> dict[str, npt.NDArray[np.bool_]]: ...
+
+# --- QA: gamma index, DVHs, structures -------------------------------------
+# The computations release the GIL but have no cancellation hook: Ctrl-C takes
+# effect when they return.
+
+class GammaResult:
+    """Gamma volume on the reference grid and its statistics."""
+
+    @property
+    def pass_rate(self) -> float:
+        """Fraction (0-1) of evaluated points with gamma <= 1."""
+    @property
+    def gamma(self) -> npt.NDArray[np.float32]:
+        """(z, y, x); NaN not evaluated, inf no evaluated dose, capped at max_gamma."""
+    @property
+    def grid(self) -> Grid: ...
+    @property
+    def evaluated_count(self) -> int: ...
+    @property
+    def passed_count(self) -> int: ...
+    @property
+    def mean_gamma(self) -> float: ...
+    @property
+    def max_gamma(self) -> float: ...
+    @property
+    def normalisation_gy(self) -> float:
+        """Normalisation dose of the dose criterion, Gy."""
+    @property
+    def dose_percent(self) -> float: ...
+    @property
+    def dta_mm(self) -> float: ...
+    @property
+    def local(self) -> bool: ...
+    @property
+    def backend(self) -> str: ...
+    def histogram(self, bins: int = 20) -> Tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """(counts, edges) over [0, max_gamma]; capped and inf values in the last bin."""
+
+def gamma(
+    reference: Dose,
+    evaluated: Dose,
+    dose_percent: float = 3.0,
+    dta_mm: float = 3.0,
+    cutoff_percent: float = 10.0,
+    local: bool = False,
+    backend: str = "auto",
+    max_gamma: float = 2.0,
+    search_step: float = 0.1,
+    normalisation_gy: Optional[float] = None,
+) -> GammaResult:
+    """backend: "cpu" (f64 reference), "gpu" (WGSL port, f32; GpuError without
+    an adapter) or "auto" (a hardware GPU when present, else the CPU)."""
+
+class Structure:
+    """Closed planar contours on axial planes (LPS mm); each plane a slab
+    half-way to its neighbours, a single plane a slab of thickness_mm."""
+
+    def __init__(
+        self,
+        name: str,
+        contours: Sequence[ArrayLike],
+        thickness_mm: Optional[float] = None,
+    ) -> None: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def number(self) -> Optional[int]:
+        """ROINumber when read from an RTSTRUCT."""
+    @property
+    def color(self) -> Optional[Tuple[int, int, int]]: ...
+    @property
+    def type(self) -> Optional[str]:
+        """RTROIInterpretedType (PTV, ORGAN...)."""
+    @property
+    def thickness_mm(self) -> Optional[float]: ...
+    @property
+    def z_planes_mm(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def contours(self) -> list[npt.NDArray[np.float64]]:
+        """(n, 3) arrays of (x, y, z) mm."""
+    @property
+    def volume_cc(self) -> float:
+        """Volume of the contour model, cm3."""
+
+def read_structures(
+    path: Union[str, PathLike[str]], thickness_mm: Optional[float] = None
+) -> dict[str, Structure]: ...
+
+class Dvh:
+    """Dose-volume histogram of one structure: doses in Gy, volumes in cm3."""
+
+    @property
+    def name(self) -> Optional[str]: ...
+    @property
+    def volume_cc(self) -> float: ...
+    @property
+    def min(self) -> float: ...
+    @property
+    def max(self) -> float: ...
+    @property
+    def mean(self) -> float: ...
+    @property
+    def max_0_03cc(self) -> float:
+        """D_0.03cc, Gy."""
+    @property
+    def outside_cc(self) -> float:
+        """Volume outside the dose grid (counted as 0 Gy), cm3."""
+    @property
+    def homogeneity_index(self) -> float:
+        """(D2 - D98) / D50 (ICRU 83)."""
+    @property
+    def bin_width_gy(self) -> float: ...
+    def d(self, percent: float) -> float:
+        """D_x%, Gy: minimum dose to the hottest percent % (d(95) = D95)."""
+    def d_cc(self, volume_cc: float) -> float:
+        """Minimum dose to the hottest volume_cc cm3, Gy."""
+    def v(self, dose_gy: float) -> float:
+        """Fraction (0-1) receiving at least dose_gy."""
+    def v_cc(self, dose_gy: float) -> float:
+        """Volume (cm3) receiving at least dose_gy."""
+    def curve(self, n: int = 200) -> Tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """Cumulative DVH: (doses Gy from 0 to max, volumes cm3)."""
+    def differential(self) -> Tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """(bin edges Gy, volume cm3 per bin)."""
+
+def dvh(
+    dose: Dose,
+    mask_or_roi: Union[Structure, ArrayLike],
+    subdivisions: int = 4,
+    thickness_mm: Optional[float] = None,
+) -> Dvh: ...
+def paddick_conformity(target_dvh: Dvh, dose: Dose, prescription_gy: float) -> float:
+    """TV_PIV^2 / (TV x PIV), PIV from the whole dose grid (whole voxels)."""
+
+# --- Plans ---------------------------------------------------------------------
+
+def read_ion_plan(
+    path: Union[str, PathLike[str]], machine: Optional[ProtonMachine] = None
+) -> ProtonPlan:
+    """Spot weights in protons per fraction (MU x protons/MU of the machine)."""
+
+def read_ion_plan_mu(path: Union[str, PathLike[str]]) -> list[dict[str, Any]]:
+    """Per beam: number, name, machine, radiation_type, gantry_deg, couch_deg,
+    isocenter_mm, meterset_mu, fractions, layers, spots, energies_mev."""
+
+def read_brachy_plan(path: Union[str, PathLike[str]], model: Optional[str] = None) -> Implant: ...
+def write_brachy_plan(
+    implant: Implant,
+    path: Union[str, PathLike[str]],
+    patient_id: str = "",
+    patient_name: str = "",
+    label: str = "",
+) -> str:
+    """Writes an RT Plan (brachy); returns its SOP instance UID."""
