@@ -111,6 +111,13 @@ pub enum DoseError {
         /// The accepted values.
         expected: &'static str,
     },
+    /// The caller's progress hook stopped the computation (nothing was
+    /// returned: a cancelled dose is never a partial dose).
+    #[error("{stage} cancelled")]
+    Cancelled {
+        /// The stage that was running.
+        stage: String,
+    },
     /// The input is empty where something is required.
     #[error("{what} is empty")]
     Empty {

@@ -4,8 +4,8 @@
 //! so results are bitwise identical for any thread count.
 
 use ndarray::Array3;
-use rayon::prelude::*;
 
+use super::progress::Hook;
 use crate::error::{DoseError, Result};
 use crate::grid::{DoseGrid, Grid3, Volume};
 use crate::tg43::kernel::LineScratch;
@@ -43,6 +43,7 @@ pub(super) fn tg43_grid(
     grid: &Grid3,
     table: &DoseRateTable,
     scale: f64,
+    hook: &Hook,
 ) -> Result<DoseGrid> {
     let seeds: Vec<SeedFrame> = implant
         .seeds()
@@ -58,9 +59,12 @@ pub(super) fn tg43_grid(
     let origin = grid.origin_mm();
     let spacing = grid.spacing_mm();
     let mut out = vec![0f32; grid.len()];
-    out.par_chunks_mut(nx).enumerate().for_each_init(
+    hook.par_chunks(
+        "TG-43 dose",
+        &mut out,
+        nx,
         || RowBuffers::new(nx),
-        |buf, (row, out_row)| {
+        |buf, row, out_row| {
             let k = row / ny;
             let j = row % ny;
             let y = origin.y + j as f64 * spacing.y;
@@ -89,7 +93,7 @@ pub(super) fn tg43_grid(
                 *o = (a * scale) as f32;
             }
         },
-    );
+    )?;
     let data = Array3::from_shape_vec((nz, ny, nx), out).map_err(|e| DoseError::InvalidGrid {
         reason: format!("internal shape error: {e}"),
     })?;

@@ -10,9 +10,13 @@
 mod cpu;
 #[cfg(feature = "gpu")]
 pub mod gpu;
+pub(crate) mod progress;
 mod proton_cpu;
 
 use std::sync::{Arc, Mutex};
+
+use progress::Hook;
+pub use progress::Progress;
 
 use nalgebra::Point3;
 
@@ -108,6 +112,7 @@ pub struct Engine {
     #[cfg(feature = "gpu")]
     gpu: Option<Arc<gpu::GpuContext>>,
     tables: Arc<Mutex<Vec<CachedTable>>>,
+    progress: Hook,
 }
 
 #[derive(Debug)]
@@ -133,6 +138,7 @@ impl Engine {
             #[cfg(feature = "gpu")]
             gpu: None,
             tables: Arc::default(),
+            progress: Hook::default(),
         };
         match choice {
             BackendChoice::Cpu => Ok(cpu(choice)),
@@ -146,6 +152,7 @@ impl Engine {
                     choice,
                     gpu: Some(ctx),
                     tables: Arc::default(),
+                    progress: Hook::default(),
                 })
             }
             #[cfg(not(feature = "gpu"))]
@@ -161,11 +168,23 @@ impl Engine {
                     choice,
                     gpu: Some(ctx),
                     tables: Arc::default(),
+                    progress: Hook::default(),
                 },
                 None => cpu(choice),
             }),
             #[cfg(not(feature = "gpu"))]
             BackendChoice::Auto => Ok(cpu(choice)),
+        }
+    }
+
+    /// This engine (same backend, same caches) reporting the progress of
+    /// every calculation to `progress`, which may also cancel it
+    /// ([`DoseError::Cancelled`]); see [`Progress`] for when and on which
+    /// thread it is called.
+    pub fn with_progress(&self, progress: Arc<dyn Progress>) -> Self {
+        Self {
+            progress: Hook(Some(progress)),
+            ..self.clone()
         }
     }
 
@@ -235,15 +254,20 @@ impl Engine {
         let setup = g::setup(reference, evaluated, criteria)?;
         #[cfg(feature = "gpu")]
         if let Some(ctx) = &self.gpu {
+            let planes = reference.grid().nz() as u64;
+            self.progress.report("gamma", 0, planes)?;
             match gpu::gamma::gamma_grid(ctx, reference, evaluated, &setup) {
-                Ok(values) => return g::finish(reference, values, setup, self.backend.clone()),
+                Ok(values) => {
+                    self.progress.report("gamma", planes, planes)?;
+                    return g::finish(reference, values, setup, self.backend.clone());
+                }
                 Err(e) if self.choice == BackendChoice::Auto => {
                     eprintln!("isodose: GPU gamma failed ({e}); computing it on the CPU");
                 }
                 Err(e) => return Err(e),
             }
         }
-        let values = g::gamma_cpu(reference, evaluated, &setup);
+        let values = g::gamma_cpu(reference, evaluated, &setup, &self.progress)?;
         g::finish(reference, values, setup, cpu_kind())
     }
 }
@@ -289,15 +313,23 @@ impl Engine {
         let beams = self.prepare(ct, plan, machine, grid, options, true)?;
         #[cfg(feature = "gpu")]
         if let Some(ctx) = &self.gpu {
+            let planes = grid.nz() as u64;
+            self.progress.report("proton dose", 0, planes)?;
             match gpu::pbs::pbs_dose(ctx, &beams, grid) {
-                Ok(dose) => return Ok((dose, self.backend.clone())),
+                Ok(dose) => {
+                    self.progress.report("proton dose", planes, planes)?;
+                    return Ok((dose, self.backend.clone()));
+                }
                 Err(e) if self.choice == BackendChoice::Auto => {
                     eprintln!("isodose: GPU proton dose failed ({e}); computing it on the CPU");
                 }
                 Err(e) => return Err(e),
             }
         }
-        Ok((proton_cpu::pbs_dose(&beams, grid)?, cpu_kind()))
+        Ok((
+            proton_cpu::pbs_dose(&beams, grid, &self.progress)?,
+            cpu_kind(),
+        ))
     }
 
     /// The dose-influence matrix (voxels of the dose grid × spots of the plan,
@@ -319,7 +351,7 @@ impl Engine {
     ) -> Result<Dij> {
         let grid = dose_grid.unwrap_or(ct.grid());
         let beams = self.prepare(ct, plan, machine, grid, options, false)?;
-        proton_cpu::pbs_dij(&beams, grid, plan.spot_count(), max_bytes)
+        proton_cpu::pbs_dij(&beams, grid, plan.spot_count(), max_bytes, &self.progress)
     }
 
     fn prepare(
@@ -339,9 +371,12 @@ impl Engine {
         }
         let rsp = rsp_volume(ct, &options.hlut);
         let mut first = 0;
+        let n_beams = plan.beams().len() as u64;
+        self.progress.report("ray tracing", 0, n_beams)?;
         plan.beams()
             .iter()
-            .map(|beam| {
+            .enumerate()
+            .map(|(b, beam)| {
                 let prepared = prepare_beam(
                     ct.grid(),
                     &rsp,
@@ -353,6 +388,7 @@ impl Engine {
                     only_weighted,
                 );
                 first += beam.spots().len();
+                self.progress.report("ray tracing", b as u64 + 1, n_beams)?;
                 prepared
             })
             .collect()
@@ -367,9 +403,13 @@ impl Engine {
     ) -> Result<DoseGrid> {
         #[cfg(feature = "gpu")]
         if let Some(ctx) = &self.gpu {
-            return gpu::tg43::tg43_grid(ctx, implant, grid, table, scale);
+            let rows = (grid.nz() * grid.ny()) as u64;
+            self.progress.report("TG-43 dose", 0, rows)?;
+            let dose = gpu::tg43::tg43_grid(ctx, implant, grid, table, scale)?;
+            self.progress.report("TG-43 dose", rows, rows)?;
+            return Ok(dose);
         }
-        cpu::tg43_grid(implant, grid, table, scale)
+        cpu::tg43_grid(implant, grid, table, scale, &self.progress)
     }
 
     /// The tabulated kernel for `implant`'s model that covers `grid`, from the

@@ -5,21 +5,24 @@
 //! on the thread count. Dij: rayon over spots, one column each.
 
 use ndarray::Array3;
-use rayon::prelude::*;
 
+use super::progress::Hook;
 use crate::error::{DoseError, Result};
 use crate::grid::{DoseGrid, Grid3, Volume};
 use crate::proton::Dij;
 use crate::proton::prepare::{PreparedBeam, count_voxels, for_each_voxel};
 
 /// Forward dose (Gy) of the prepared beams on `grid`.
-pub(super) fn pbs_dose(beams: &[PreparedBeam], grid: &Grid3) -> Result<DoseGrid> {
+pub(super) fn pbs_dose(beams: &[PreparedBeam], grid: &Grid3, hook: &Hook) -> Result<DoseGrid> {
     let [nz, ny, nx] = grid.shape();
     let slice = ny * nx;
     let mut out = vec![0f32; grid.len()];
-    out.par_chunks_mut(slice).enumerate().for_each_init(
+    hook.par_chunks(
+        "proton dose",
+        &mut out,
+        slice,
         || vec![0f64; slice],
-        |acc, (k, out_slice)| {
+        |acc, k, out_slice| {
             acc.fill(0.0);
             let base = k * slice;
             for beam in beams {
@@ -36,7 +39,7 @@ pub(super) fn pbs_dose(beams: &[PreparedBeam], grid: &Grid3) -> Result<DoseGrid>
                 *o = *a as f32;
             }
         },
-    );
+    )?;
     let data = Array3::from_shape_vec((nz, ny, nx), out).map_err(|e| DoseError::InvalidGrid {
         reason: format!("internal shape error: {e}"),
     })?;
@@ -55,6 +58,7 @@ pub(super) fn pbs_dij(
     grid: &Grid3,
     n_spots: usize,
     max_bytes: usize,
+    hook: &Hook,
 ) -> Result<Dij> {
     if grid.len() > u32::MAX as usize {
         return Err(DoseError::InvalidGrid {
@@ -74,9 +78,8 @@ pub(super) fn pbs_dij(
         }
     }
     let all_k = 0..grid.nz();
-    let counts: Vec<usize> = by_spot
-        .par_iter()
-        .map(|pencils| match pencils.as_slice() {
+    let counts: Vec<usize> = hook.par_map("dij: counting entries", &by_spot, |pencils| {
+        match pencils.as_slice() {
             [(b, i)] => count_voxels(
                 &beams[*b].pencils[*i],
                 &beams[*b].frame,
@@ -84,8 +87,8 @@ pub(super) fn pbs_dij(
                 all_k.clone(),
             ),
             _ => column(beams, grid, pencils).0.len(),
-        })
-        .collect();
+        }
+    })?;
     let nnz: usize = counts.iter().sum();
     let bytes = Dij::bytes_for(nnz, n_spots);
     if bytes > max_bytes {
@@ -115,10 +118,8 @@ pub(super) fn pbs_dij(
         r_rest = rr;
         v_rest = vr;
     }
-    slices
-        .into_par_iter()
-        .zip(by_spot.par_iter())
-        .for_each(|((r, v), pencils)| match pencils.as_slice() {
+    hook.par_zip("dij: filling", &mut slices, &by_spot, |(r, v), pencils| {
+        match pencils.as_slice() {
             [(b, i)] => {
                 let p = &beams[*b].pencils[*i];
                 let mut n = 0usize;
@@ -138,7 +139,8 @@ pub(super) fn pbs_dij(
                     *vn = *d as f32;
                 }
             }
-        });
+        }
+    })?;
     Dij::from_parts(grid.len(), n_spots, col_ptr, rows, values)
 }
 

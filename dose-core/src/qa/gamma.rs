@@ -32,10 +32,10 @@
 //! pass. In local mode, reference points with zero dose are excluded.
 
 use nalgebra::Point3;
-use ndarray::{Array3, Axis};
-use rayon::prelude::*;
+use ndarray::Array3;
 
 use crate::engine::BackendKind;
+use crate::engine::progress::Hook;
 use crate::error::{DoseError, Result};
 use crate::grid::{DoseGrid, Volume};
 
@@ -539,7 +539,7 @@ pub fn gamma_index(
     criteria: &GammaCriteria,
 ) -> Result<GammaResult> {
     let s = setup(reference, evaluated, criteria)?;
-    let gamma = gamma_cpu(reference, evaluated, &s);
+    let gamma = gamma_cpu(reference, evaluated, &s, &Hook::default())?;
     finish(
         reference,
         gamma,
@@ -551,7 +551,12 @@ pub fn gamma_index(
 }
 
 /// The CPU kernel: γ of every reference voxel.
-pub(crate) fn gamma_cpu(reference: &DoseGrid, evaluated: &DoseGrid, s: &GammaSetup) -> Array3<f32> {
+pub(crate) fn gamma_cpu(
+    reference: &DoseGrid,
+    evaluated: &DoseGrid,
+    s: &GammaSetup,
+    hook: &Hook,
+) -> Result<Array3<f32>> {
     let criteria = &s.criteria;
     let offsets = &s.offsets;
     let sp_e = evaluated.grid().spacing_mm();
@@ -667,15 +672,22 @@ pub(crate) fn gamma_cpu(reference: &DoseGrid, evaluated: &DoseGrid, s: &GammaSet
         best.sqrt().min(criteria.max_gamma) as f32
     };
 
-    let mut out = Array3::<f32>::zeros(reference.data().raw_dim());
-    out.axis_iter_mut(Axis(0))
-        .into_par_iter()
-        .zip(reference.data().axis_iter(Axis(0)).into_par_iter())
-        .enumerate()
-        .for_each(|(k, (mut g_slice, d_slice))| {
-            for ((j, i), g) in g_slice.indexed_iter_mut() {
-                *g = point_gamma([k, j, i], f64::from(d_slice[[j, i]]));
+    let [nz, ny, nx] = rgrid.shape();
+    let mut out = vec![0f32; nz * ny * nx];
+    let d_ref = reference.data();
+    hook.par_chunks(
+        "gamma",
+        &mut out,
+        ny * nx,
+        || (),
+        |_, k, g_slice| {
+            for (n, g) in g_slice.iter_mut().enumerate() {
+                let (j, i) = (n / nx, n % nx);
+                *g = point_gamma([k, j, i], f64::from(d_ref[[k, j, i]]));
             }
-        });
-    out
+        },
+    )?;
+    Array3::from_shape_vec((nz, ny, nx), out).map_err(|e| DoseError::InvalidGrid {
+        reason: format!("internal shape error: {e}"),
+    })
 }

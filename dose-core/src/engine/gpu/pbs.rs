@@ -1429,7 +1429,8 @@ mod tests {
         )
         .unwrap();
         let beams = prepared(&ct, &p, &options(None));
-        let reference = crate::engine::proton_cpu::pbs_dose(&beams, &g).unwrap();
+        let reference =
+            crate::engine::proton_cpu::pbs_dose(&beams, &g, &Default::default()).unwrap();
         let max = reference.data().iter().fold(0f32, |m, v| m.max(*v));
         assert!(max > 0.0);
         let check = |tiling: Tiling| {
