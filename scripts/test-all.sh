@@ -60,6 +60,6 @@ fi
 # (python/tests/test_notebook.py) after building it here. With CI set, a
 # missing reference package fails those tests instead of skipping them.
 "$VENV/bin/python" -m pip install -q "maturin>=1.7,<2" pytest numpy scipy pydicom \
-  pymedphys dicompyler-core matplotlib nbclient nbformat ipykernel
+  pymedphys dicompyler-core matplotlib nbclient nbformat ipykernel tqdm
 "$VENV/bin/python" -m pip install -q ./python
 "$VENV/bin/python" -m pytest -q python/tests

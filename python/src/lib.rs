@@ -8,6 +8,7 @@
 mod arrays;
 mod errors;
 mod plans;
+mod progress;
 mod qa;
 
 use std::sync::Arc;
@@ -370,21 +371,45 @@ impl PyImplant {
     }
 }
 
+/// The engine for `backend`, created once per backend and process (a GPU
+/// engine opens its device and compiles its pipelines only the first time;
+/// clones share the caches).
 fn engine(py: Python<'_>, backend: &str) -> PyResult<Engine> {
-    Engine::new(BackendChoice::parse(backend).py_err(py)?).py_err(py)
+    static ENGINES: std::sync::Mutex<Vec<(BackendChoice, Engine)>> =
+        std::sync::Mutex::new(Vec::new());
+    let choice = BackendChoice::parse(backend).py_err(py)?;
+    let cached = |engines: &[(BackendChoice, Engine)]| {
+        engines
+            .iter()
+            .find(|(c, _)| *c == choice)
+            .map(|(_, e)| e.clone())
+    };
+    if let Some(e) = ENGINES.lock().ok().and_then(|g| cached(&g)) {
+        return Ok(e);
+    }
+    let e = py.detach(|| Engine::new(choice)).py_err(py)?;
+    if let Ok(mut engines) = ENGINES.lock()
+        && cached(&engines).is_none()
+    {
+        engines.push((choice, e.clone()));
+    }
+    Ok(e)
 }
 
 /// Total TG-43 dose (Gy) of an implant on a grid.
 #[pyfunction]
-#[pyo3(signature = (implant, grid, backend = "auto"))]
+#[pyo3(signature = (implant, grid, backend = "auto", progress = None))]
 fn brachy_dose(
     py: Python<'_>,
     implant: &PyImplant,
     grid: &PyGrid,
     backend: &str,
+    progress: Option<Bound<'_, PyAny>>,
 ) -> PyResult<PyDose> {
     let e = engine(py, backend)?;
-    let dose = py.detach(|| e.tg43_dose(&implant.0, &grid.0)).py_err(py)?;
+    let dose = progress::run(py, &e, progress.as_ref(), |e| {
+        e.tg43_dose(&implant.0, &grid.0)
+    })?;
     Ok(PyDose::from_rust(py, dose, e.backend().to_string()))
 }
 
@@ -631,7 +656,7 @@ fn proton_options(
 
 /// Proton PBS dose (Gy) of a plan on a CT.
 #[pyfunction]
-#[pyo3(signature = (ct, plan, machine, grid = None, backend = "auto", spot_splitting = None, hu_to_rsp = None))]
+#[pyo3(signature = (ct, plan, machine, grid = None, backend = "auto", spot_splitting = None, hu_to_rsp = None, progress = None))]
 #[allow(clippy::too_many_arguments)]
 fn proton_dose(
     py: Python<'_>,
@@ -642,21 +667,22 @@ fn proton_dose(
     backend: &str,
     spot_splitting: Option<&str>,
     hu_to_rsp: Option<(Bound<'_, PyAny>, Bound<'_, PyAny>)>,
+    progress: Option<Bound<'_, PyAny>>,
 ) -> PyResult<PyDose> {
     let e = engine(py, backend)?;
     let options = proton_options(py, spot_splitting, hu_to_rsp)?;
     let g = grid.map(|g| g.0.clone());
-    let dose = py
-        .detach(|| e.pbs_dose(&ct.ct, &plan.0, &machine.0, g.as_ref(), &options))
-        .py_err(py)?;
-    let backend = e.pbs_backend().py_err(py)?.to_string();
-    Ok(PyDose::from_rust(py, dose, backend))
+    // the backend that ran (the CPU after an Auto fall-back)
+    let (dose, ran) = progress::run(py, &e, progress.as_ref(), |e| {
+        e.pbs_dose_with_backend(&ct.ct, &plan.0, &machine.0, g.as_ref(), &options)
+    })?;
+    Ok(PyDose::from_rust(py, dose, ran.to_string()))
 }
 
 /// The dose-influence matrix as (data float32, indices int32, indptr int64,
 /// shape): CSC, voxels × spots, Gy per proton.
 #[pyfunction]
-#[pyo3(signature = (ct, plan, machine, grid = None, backend = "auto", hu_to_rsp = None, max_bytes = None))]
+#[pyo3(signature = (ct, plan, machine, grid = None, backend = "auto", hu_to_rsp = None, max_bytes = None, progress = None))]
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
 fn proton_dij_parts<'py>(
     py: Python<'py>,
@@ -667,6 +693,7 @@ fn proton_dij_parts<'py>(
     backend: &str,
     hu_to_rsp: Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>,
     max_bytes: Option<usize>,
+    progress: Option<Bound<'py, PyAny>>,
 ) -> PyResult<(
     Bound<'py, PyArray1<f32>>,
     Bound<'py, PyArray1<i32>>,
@@ -677,9 +704,9 @@ fn proton_dij_parts<'py>(
     let options = proton_options(py, None, hu_to_rsp)?;
     let g = grid.map(|g| g.0.clone());
     let limit = max_bytes.unwrap_or(DEFAULT_DIJ_LIMIT_BYTES);
-    let dij = py
-        .detach(|| e.pbs_dij(&ct.ct, &plan.0, &machine.0, g.as_ref(), &options, limit))
-        .py_err(py)?;
+    let dij = progress::run(py, &e, progress.as_ref(), |e| {
+        e.pbs_dij(&ct.ct, &plan.0, &machine.0, g.as_ref(), &options, limit)
+    })?;
     let shape = dij.shape();
     if shape.0 > i32::MAX as usize {
         return Err(errors::internal(

@@ -4,8 +4,8 @@
 //!
 //! Thin wrappers: inputs are converted once (doses copied out of their NumPy
 //! arrays), the computation runs with the GIL released, and results go back
-//! as NumPy arrays or plain numbers. The core computations have no
-//! cancellation hook, so Ctrl-C is only seen when the call returns.
+//! as NumPy arrays or plain numbers. The gamma index reports progress and
+//! stops on Ctrl-C between batches of planes (`crate::progress`).
 
 use std::borrow::Cow;
 
@@ -140,7 +140,7 @@ impl PyGammaResult {
 /// Gamma index of `evaluated` against `reference` (Low et al. 1998), on the
 /// reference grid: the native part of `isodose.gamma` (parameters there).
 #[pyfunction]
-#[pyo3(signature = (reference, evaluated, dose_percent = 3.0, dta_mm = 3.0, cutoff_percent = 10.0, local = false, backend = "auto", max_gamma = 2.0, search_step = 0.1, normalisation_gy = None))]
+#[pyo3(signature = (reference, evaluated, dose_percent = 3.0, dta_mm = 3.0, cutoff_percent = 10.0, local = false, backend = "auto", max_gamma = 2.0, search_step = 0.1, normalisation_gy = None, progress = None))]
 #[allow(clippy::too_many_arguments)]
 pub fn gamma(
     py: Python<'_>,
@@ -154,6 +154,7 @@ pub fn gamma(
     max_gamma: f64,
     search_step: f64,
     normalisation_gy: Option<f64>,
+    progress: Option<Bound<'_, PyAny>>,
 ) -> PyResult<PyGammaResult> {
     let engine = crate::engine(py, backend)?;
     let criteria = GammaCriteria {
@@ -167,7 +168,9 @@ pub fn gamma(
     };
     let r = reference.to_rust(py)?;
     let e = evaluated.to_rust(py)?;
-    let result = py.detach(|| engine.gamma(&r, &e, &criteria)).py_err(py)?;
+    let result = crate::progress::run(py, &engine, progress.as_ref(), |engine| {
+        engine.gamma(&r, &e, &criteria)
+    })?;
     let gamma = PyArray3::from_array(py, result.gamma().data()).unbind();
     let backend = result.backend().to_string();
     Ok(PyGammaResult {

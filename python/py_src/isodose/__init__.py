@@ -9,14 +9,17 @@ once to the C-ordered float arrays the engine reads. Every computation
 releases the GIL. Errors are :class:`IsodoseError` subclasses carrying the
 engine's full message.
 
-Interrupting: the Rust engines have no cancellation hook, so Ctrl-C
-(KeyboardInterrupt) is raised only when a running computation (a dose, a dij,
-a gamma index or a DVH) returns; size long runs accordingly.
+Progress and interrupting: doses, dij and gamma accept ``progress=``: None
+(default), True for a tqdm bar (needs tqdm), or a callable
+``progress(stage, done, total)``. Ctrl-C (KeyboardInterrupt) stops any of them
+within one batch of work (about 1/64 of a stage); an exception raised by the
+callback stops the computation and propagates. A stopped computation returns
+nothing, never a partial dose.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import numpy as np
 
@@ -49,6 +52,10 @@ from isodose._isodose import (
     write_dose,
 )
 from isodose.errors import DicomError, GpuError, InputError, IsodoseError
+
+#: What a ``progress=`` argument takes: None/False (nothing), True (a tqdm
+#: bar) or a callable ``(stage, done, total)``.
+ProgressArg = Union[None, bool, Callable[[str, int, int], object]]
 
 __all__ = [
     "__version__",
@@ -121,6 +128,8 @@ def proton_dij(
     grid: Optional[Grid] = None,
     backend: str = "auto",
     hu_to_rsp=None,
+    max_bytes: Optional[int] = None,
+    progress: ProgressArg = None,
 ):
     """Dose-influence matrix: voxels x spots, Gy per proton.
 
@@ -134,6 +143,13 @@ def proton_dij(
     backend : {"auto", "cpu", "gpu"}
     hu_to_rsp : (hu, rsp) pair of arrays, optional
         A HU -> relative stopping power curve replacing the default.
+    max_bytes : int, optional
+        Refuse (InputError, before allocating) a matrix larger than this,
+        bytes; 8 GiB when None.
+    progress : None, bool or callable
+        True: a tqdm bar; a callable: called as ``progress(stage, done,
+        total)`` between batches (stages "ray tracing", "dij: counting
+        entries", "dij: filling"). Ctrl-C stops the computation.
 
     Returns
     -------
@@ -142,7 +158,9 @@ def proton_dij(
     (z, y, x); columns are spots in plan order (beams in order).
     ``dij @ weights`` is the dose of those weights (protons).
     """
-    data, indices, indptr, shape = _isodose.proton_dij_parts(ct, plan, machine, grid, backend, hu_to_rsp, None)
+    data, indices, indptr, shape = _isodose.proton_dij_parts(
+        ct, plan, machine, grid, backend, hu_to_rsp, max_bytes, progress
+    )
     try:
         from scipy.sparse import csc_matrix
     except ImportError:
@@ -161,6 +179,7 @@ def gamma(
     max_gamma: float = 2.0,
     search_step: float = 0.1,
     normalisation_gy: Optional[float] = None,
+    progress: ProgressArg = None,
 ) -> GammaResult:
     """3D gamma index of ``evaluated`` against ``reference`` (Low et al., Med
     Phys 25:656 (1998)), on the reference grid.
@@ -196,6 +215,9 @@ def gamma(
         refined off the lattice around the best point.
     normalisation_gy : float, optional
         Global normalisation dose, Gy; the maximum reference dose when None.
+    progress : None, bool or callable
+        True: a tqdm bar; a callable: called as ``progress("gamma", done,
+        total)`` between batches of reference planes.
 
     Returns
     -------
@@ -204,7 +226,8 @@ def gamma(
         evaluated, inf where no evaluated dose was found), counts, mean and
         maximum, ``histogram(bins)``.
 
-    The computation cannot be interrupted (Ctrl-C takes effect when it returns).
+    Ctrl-C stops the computation (KeyboardInterrupt) within one batch of
+    planes.
     """
     return _isodose.gamma(
         reference,
@@ -217,6 +240,7 @@ def gamma(
         max_gamma,
         search_step,
         normalisation_gy,
+        progress,
     )
 
 

@@ -1,7 +1,7 @@
 """Type stubs of the native module isodose._isodose."""
 
 from os import PathLike
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -90,7 +90,14 @@ class Implant:
     def days_from_reference(self) -> float:
         """Days from the S_K reference time to the start of irradiation."""
 
-def brachy_dose(implant: Implant, grid: Grid, backend: str = "auto") -> Dose: ...
+def brachy_dose(
+    implant: Implant,
+    grid: Grid,
+    backend: str = "auto",
+    progress: Union[None, bool, Callable[[str, int, int], object]] = None,
+) -> Dose:
+    """Total TG-43 dose (Gy). progress: None, True (tqdm bar) or a callable
+    (stage, done, total); Ctrl-C stops the computation."""
 
 class ProtonMachine:
     @staticmethod
@@ -161,6 +168,7 @@ def proton_dose(
     backend: str = "auto",
     spot_splitting: Optional[str] = None,
     hu_to_rsp: Optional[Tuple[ArrayLike, ArrayLike]] = None,
+    progress: Union[None, bool, Callable[[str, int, int], object]] = None,
 ) -> Dose: ...
 def proton_dij_parts(
     ct: CtImage,
@@ -170,6 +178,7 @@ def proton_dij_parts(
     backend: str = "auto",
     hu_to_rsp: Optional[Tuple[ArrayLike, ArrayLike]] = None,
     max_bytes: Optional[int] = None,
+    progress: Union[None, bool, Callable[[str, int, int], object]] = None,
 ) -> Tuple[
     npt.NDArray[np.float32],
     npt.NDArray[np.int32],
@@ -229,6 +238,7 @@ def gamma(
     max_gamma: float = 2.0,
     search_step: float = 0.1,
     normalisation_gy: Optional[float] = None,
+    progress: Union[None, bool, Callable[[str, int, int], object]] = None,
 ) -> GammaResult:
     """backend: "cpu" (f64 reference), "gpu" (WGSL port, f32; GpuError without
     an adapter) or "auto" (a hardware GPU when present, else the CPU)."""
