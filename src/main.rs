@@ -4,6 +4,7 @@ mod demo;
 mod demo_proton;
 mod plan_cli;
 mod plot;
+mod progress_bar;
 mod qa_cli;
 
 use std::fmt::Write as _;
@@ -74,6 +75,9 @@ enum Command {
         /// Minimum pass rate, %; below it the exit code is 2.
         #[arg(long)]
         require_pass: Option<f64>,
+        /// Compute backend: auto (a hardware GPU when present), cpu or gpu.
+        #[arg(long, default_value = "auto")]
+        backend: String,
     },
     /// Dose-volume histograms and metrics of the ROIs of an RTSTRUCT on an
     /// RTDOSE, with sub-voxel sampling of the contours.
@@ -199,6 +203,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             json,
             png,
             require_pass,
+            backend,
         } => {
             let mut criteria = isodose::qa::GammaCriteria::new(dd, dta);
             criteria.cutoff_percent = cutoff;
@@ -212,6 +217,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 json,
                 png,
                 require_pass_percent: require_pass,
+                backend: BackendChoice::parse(&backend)?,
             })?;
             Ok(if ok {
                 ExitCode::SUCCESS

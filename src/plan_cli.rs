@@ -217,7 +217,7 @@ pub fn proton(a: &ProtonArgs) -> CliResult {
             ion.fractions,
         )?);
     }
-    let engine = Engine::new(choice)?;
+    let engine = crate::progress_bar::watched(Engine::new(choice)?);
     let backend = engine.pbs_backend()?;
     progress(&format!("reading the CT in {}", a.ct.display()));
     let t = Instant::now();
@@ -452,7 +452,7 @@ pub fn brachy(a: &BrachyArgs) -> CliResult {
             )
         }
     };
-    let engine = Engine::new(choice)?;
+    let engine = crate::progress_bar::watched(Engine::new(choice)?);
     progress(&format!(
         "TG-43 dose of {} seeds on {} voxels...",
         implant.seeds().len(),

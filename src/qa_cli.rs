@@ -5,9 +5,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use isodose::DoseGrid;
 use isodose::dicom::{read_rtdose, read_rtstruct};
-use isodose::qa::{Dvh, GammaCriteria, gamma_index};
+use isodose::qa::{Dvh, GammaCriteria};
+use isodose::{BackendChoice, DoseGrid, Engine};
 use serde_json::json;
 
 use crate::plot;
@@ -24,6 +24,7 @@ pub struct GammaArgs {
     pub json: bool,
     pub png: Option<PathBuf>,
     pub require_pass_percent: Option<f64>,
+    pub backend: BackendChoice,
 }
 
 /// A dose in Gy from an RTDOSE file; RELATIVE doses are refused (a gamma or
@@ -45,8 +46,9 @@ fn read_dose_gy(path: &Path) -> CliResult<DoseGrid> {
 pub fn gamma(a: &GammaArgs) -> CliResult<bool> {
     let reference = read_dose_gy(&a.reference)?;
     let evaluated = read_dose_gy(&a.evaluated)?;
+    let engine = crate::progress_bar::watched(Engine::new(a.backend)?);
     let t = Instant::now();
-    let r = gamma_index(&reference, &evaluated, &a.criteria)?;
+    let r = engine.gamma(&reference, &evaluated, &a.criteria)?;
     let seconds = t.elapsed().as_secs_f64();
     let c = r.criteria();
     let pass_percent = 100.0 * r.pass_rate();
@@ -68,7 +70,7 @@ pub fn gamma(a: &GammaArgs) -> CliResult<bool> {
             "max_gamma": finite_or_null(r.max_gamma()),
             "max_gamma_searched": c.max_gamma,
             "histogram": { "bin_width": c.max_gamma / 20.0, "counts": histogram },
-            "backend": "cpu",
+            "backend": r.backend().to_string(),
             "seconds": seconds,
             "required_pass_percent": a.require_pass_percent,
             "pass": ok,
@@ -110,7 +112,7 @@ pub fn gamma(a: &GammaArgs) -> CliResult<bool> {
             r.max_gamma(),
             c.max_gamma
         )?;
-        writeln!(t, "  backend        cpu, {seconds:.3} s")?;
+        writeln!(t, "  backend        {}, {seconds:.3} s", r.backend())?;
         if let Some(p) = a.require_pass_percent {
             writeln!(
                 t,

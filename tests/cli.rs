@@ -636,3 +636,146 @@ fn proton_and_brachy_user_errors_exit_1_with_a_message() {
     assert!(!dir.join("RD.dcm").exists());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A dose on a 2 mm grid: a 2 Gy Gaussian (σ = 15 mm) centred at
+/// (`shift_x_mm`, 0, 0) on a 0.2 Gy floor, written as RTDOSE to `path`.
+fn gaussian_rtdose(path: &Path, shift_x_mm: f64) {
+    let grid = isodose::Grid3::new([30, 40, 50], [2.0; 3], [-49.0, -39.0, -29.0]).unwrap();
+    let data = ndarray::Array3::from_shape_fn((30, 40, 50), |(k, j, i)| {
+        let p = grid.index_to_world([k, j, i]);
+        let r2 = (p.x - shift_x_mm).powi(2) + p.y * p.y + p.z * p.z;
+        (0.2 + 1.8 * (-r2 / (2.0 * 15.0 * 15.0)).exp()) as f32
+    });
+    let dose = isodose::Volume::new(grid, data).unwrap();
+    isodose::dicom::write_rtdose(path, &dose, &isodose::dicom::DoseContext::default()).unwrap();
+}
+
+#[test]
+fn gamma_reports_table_json_png_and_gates_on_the_pass_rate() {
+    let dir = temp_dir("gamma");
+    let (reference, evaluated) = (dir.join("ref.dcm"), dir.join("eval.dcm"));
+    gaussian_rtdose(&reference, 0.0);
+    gaussian_rtdose(&evaluated, 1.5);
+    // a pure 1.5 mm shift: every point agrees within 3 mm (γ ≤ 1.5/3 = 0.5)
+    let json = run_ok(
+        isodose()
+            .args([
+                "gamma",
+                "--dd",
+                "3",
+                "--dta",
+                "3",
+                "--backend",
+                "cpu",
+                "--json",
+            ])
+            .arg(&reference)
+            .arg(&evaluated),
+    );
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["pass_rate_percent"].as_f64(), Some(100.0), "{v}");
+    let max_gamma = v["max_gamma"].as_f64().unwrap();
+    assert!(max_gamma <= 0.5 + 0.01 && max_gamma > 0.3, "{v}");
+    assert_eq!(
+        v["backend"].as_str().map(|b| b.starts_with("cpu")),
+        Some(true)
+    );
+    assert_eq!(v["local"].as_bool(), Some(false));
+    assert_eq!(v["dta_mm"].as_f64(), Some(3.0));
+    let evaluated_points = v["evaluated_points"].as_u64().unwrap();
+    assert_eq!(v["passed_points"].as_u64(), Some(evaluated_points));
+
+    // 0.5 mm / 0.5 %: the shift fails in the gradients; the table, the PNG
+    // and exit code 2 under --require-pass 99
+    let png = dir.join("gamma.png");
+    let result = isodose()
+        .args([
+            "gamma",
+            "--dd",
+            "0.5",
+            "--dta",
+            "0.5",
+            "--require-pass",
+            "99",
+            "--png",
+        ])
+        .arg(&png)
+        .arg(&reference)
+        .arg(&evaluated)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&result.stdout);
+    assert_eq!(result.status.code(), Some(2), "{table}");
+    for needle in [
+        "pass rate",
+        "0.5 % / 0.5 mm, global",
+        "requirement    pass rate >= 99 %: FAIL",
+    ] {
+        assert!(table.contains(needle), "{needle:?} not in\n{table}");
+    }
+    let (w, h) = png_size(&png);
+    assert!(w >= 600 && h >= 300, "{w} x {h}");
+    // the same with --require-pass 0 passes
+    run_ok(
+        isodose()
+            .args([
+                "gamma",
+                "--dd",
+                "0.5",
+                "--dta",
+                "0.5",
+                "--require-pass",
+                "0",
+            ])
+            .arg(&reference)
+            .arg(&evaluated),
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn dvh_of_the_raystation_cube_on_its_tps_dose() {
+    let dir = temp_dir("dvh");
+    let png = dir.join("dvh.png");
+    let json = run_ok(
+        isodose()
+            .args([
+                "dvh",
+                "--roi",
+                "Cube101010",
+                "--prescription",
+                "2",
+                "--json",
+                "--dose",
+            ])
+            .arg(test_data("aptg_sobp_RD.dcm"))
+            .arg("--struct")
+            .arg(test_data("aptg_sobp_RS.dcm"))
+            .arg("--png")
+            .arg(&png),
+    );
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let rois = v["rois"].as_array().or_else(|| v.as_array()).unwrap();
+    assert_eq!(rois.len(), 1, "{v}");
+    let cube = &rois[0];
+    assert_eq!(cube["name"].as_str(), Some("Cube101010"));
+    // a 100 mm × 100 mm square on 21 planes 5 mm apart (PROVENANCE: ±50 mm);
+    // each plane stands for a slab of one plane spacing (the DVH convention
+    // of isodose::qa::structure, as in dicompyler-core): 21 × 5 mm × 100 cm²
+    let cc = cube["volume_cc"].as_f64().unwrap();
+    assert!((cc - 1050.0).abs() <= 0.01 * 1050.0, "{cc} cc");
+    // a 2 Gy SOBP plan (RayStation dose maximum 1.98 Gy): the metrics are ordered
+    let (d98, d50, d2, max) = (
+        cube["d98_gy"].as_f64().unwrap(),
+        cube["d50_gy"].as_f64().unwrap(),
+        cube["d2_gy"].as_f64().unwrap(),
+        cube["max_gy"].as_f64().unwrap(),
+    );
+    assert!(
+        d98 <= d50 && d50 <= d2 && d2 <= max && max <= 1.99,
+        "{cube}"
+    );
+    assert!(d50 > 1.8, "{cube}");
+    assert!(png_size(&png).0 >= 600);
+    std::fs::remove_dir_all(&dir).ok();
+}
