@@ -138,6 +138,32 @@ pub struct CtSeries {
     pub patient_name: Option<String>,
 }
 
+/// The identifiers that objects derived from a CT (an RTDOSE computed on it)
+/// must carry, without the pixels.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StudyIdentifiers {
+    /// StudyInstanceUID (0020,000D).
+    pub study_instance_uid: Option<String>,
+    /// FrameOfReferenceUID (0020,0052).
+    pub frame_of_reference_uid: Option<String>,
+    /// PatientID (0010,0020).
+    pub patient_id: Option<String>,
+    /// PatientName (0010,0010).
+    pub patient_name: Option<String>,
+}
+
+impl CtSeries {
+    /// The series' study, frame-of-reference and patient identifiers.
+    pub fn identifiers(&self) -> StudyIdentifiers {
+        StudyIdentifiers {
+            study_instance_uid: self.study_instance_uid.clone(),
+            frame_of_reference_uid: self.frame_of_reference_uid.clone(),
+            patient_id: self.patient_id.clone(),
+            patient_name: self.patient_name.clone(),
+        }
+    }
+}
+
 /// Reads the CT series in `folder` (the only one, or the one with
 /// SeriesInstanceUID `series_uid`).
 pub fn read_ct(folder: impl AsRef<Path>, series_uid: Option<&str>) -> Result<CtVolume> {

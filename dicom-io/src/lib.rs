@@ -18,12 +18,12 @@ pub mod rt_ion_plan;
 pub mod rtdose;
 pub mod rtstruct;
 
-pub use ct::{CtSeries, read_ct, read_ct_series};
+pub use ct::{CtSeries, StudyIdentifiers, read_ct, read_ct_series};
 pub use error::DicomIoError;
 pub use rt_brachy_plan::{
     BrachyApplicationSetup, BrachyChannel, BrachyControlPoint, BrachyPlan, BrachyPlanContext,
     BrachySeed, BrachySource, PlanDateTime, read_brachy_plan, write_brachy_plan,
 };
 pub use rt_ion_plan::{IonBeam, IonLayer, IonPlan, RangeShifterSetting, read_ion_plan};
-pub use rtdose::{DoseContext, RtDose, read_rtdose, write_rtdose};
+pub use rtdose::{DoseContext, PlanReference, RtDose, read_rtdose, write_rtdose};
 pub use rtstruct::{Contour, Roi, read_rtstruct};

@@ -235,6 +235,91 @@ pub struct DoseContext {
     pub comment: String,
 }
 
+/// What an RTDOSE needs to know of the RT plan it was computed from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanReference {
+    /// The plan file.
+    pub path: PathBuf,
+    /// Its SOPInstanceUID (0008,0018).
+    pub sop_instance_uid: Option<String>,
+    /// Its storage class: RT Ion Plan or RT Plan (brachytherapy).
+    pub sop_class_uid: &'static str,
+    /// Its FrameOfReferenceUID (0020,0052).
+    pub frame_of_reference_uid: Option<String>,
+    /// FractionGroupNumber of its first fraction group (ion plans).
+    pub fraction_group_number: Option<i32>,
+}
+
+impl PlanReference {
+    /// Reads an RT Ion Plan or a brachytherapy RT Plan; an error naming the
+    /// file and both readers' complaints when it is neither.
+    pub fn read(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let ion_err = match crate::read_ion_plan(path) {
+            Ok(ion) => {
+                return Ok(Self {
+                    path: path.to_owned(),
+                    sop_instance_uid: ion.sop_instance_uid,
+                    sop_class_uid: RT_ION_PLAN_STORAGE,
+                    frame_of_reference_uid: ion.frame_of_reference_uid,
+                    fraction_group_number: ion.fraction_group_number,
+                });
+            }
+            Err(e) => e,
+        };
+        match crate::read_brachy_plan(path) {
+            Ok(b) => Ok(Self {
+                path: path.to_owned(),
+                sop_instance_uid: b.sop_instance_uid,
+                sop_class_uid: crate::rt_brachy_plan::RT_PLAN_STORAGE,
+                frame_of_reference_uid: b.frame_of_reference_uid,
+                fraction_group_number: None,
+            }),
+            Err(brachy_err) => Err(DicomIoError::Inconsistent {
+                path: path.to_owned(),
+                reason: format!(
+                    "not a plan an RTDOSE can reference: as an RT Ion Plan: {ion_err}; \
+                     as a brachytherapy RT Plan: {brachy_err}"
+                ),
+            }),
+        }
+    }
+}
+
+impl DoseContext {
+    /// The study, frame of reference and patient of `ct` (new UIDs where it
+    /// has none) and a reference to `plan`, for a PLAN dose. An error when
+    /// the CT and the plan lie in different frames of reference: a dose
+    /// tagged with the wrong one would be placed on the wrong anatomy.
+    pub fn from_study(
+        ct: Option<&crate::StudyIdentifiers>,
+        plan: Option<&PlanReference>,
+    ) -> Result<Self> {
+        let ct_frame = ct.and_then(|c| c.frame_of_reference_uid.clone());
+        let plan_frame = plan.and_then(|p| p.frame_of_reference_uid.clone());
+        if let (Some(c), Some(p), Some(plan)) = (&ct_frame, &plan_frame, plan)
+            && c != p
+        {
+            return Err(DicomIoError::Inconsistent {
+                path: plan.path.clone(),
+                reason: format!("the plan's FrameOfReferenceUID {p} is not the CT's {c}"),
+            });
+        }
+        Ok(Self {
+            study_instance_uid: ct.and_then(|c| c.study_instance_uid.clone()),
+            frame_of_reference_uid: ct_frame.or(plan_frame),
+            referenced_plan_uid: plan.and_then(|p| p.sop_instance_uid.clone()),
+            referenced_plan_sop_class_uid: plan.map(|p| p.sop_class_uid.to_owned()),
+            referenced_fraction_group_number: plan.and_then(|p| p.fraction_group_number),
+            referenced_beam_number: None,
+            patient_id: ct.and_then(|c| c.patient_id.clone()).unwrap_or_default(),
+            patient_name: ct.and_then(|c| c.patient_name.clone()).unwrap_or_default(),
+            summation: "PLAN".to_owned(),
+            comment: String::new(),
+        })
+    }
+}
+
 /// Writes `dose` (Gy) as an RTDOSE file; returns its SOP instance UID.
 pub fn write_rtdose(
     path: impl AsRef<Path>,

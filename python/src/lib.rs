@@ -84,6 +84,8 @@ impl PyGrid {
 #[pyclass(name = "CtImage", module = "isodose", frozen)]
 pub struct PyCtImage {
     ct: Arc<CtVolume>,
+    /// Study, frame of reference and patient of a CT read from DICOM.
+    ids: Option<isodose_dicom::StudyIdentifiers>,
 }
 
 #[pymethods]
@@ -105,7 +107,22 @@ impl PyCtImage {
         )
         .py_err(py)?;
         let ct = Volume::new(grid, data).py_err(py)?;
-        Ok(Self { ct: Arc::new(ct) })
+        Ok(Self {
+            ct: Arc::new(ct),
+            ids: None,
+        })
+    }
+    /// StudyInstanceUID of a CT read by `read_ct` (None for arrays).
+    #[getter]
+    fn study_instance_uid(&self) -> Option<String> {
+        self.ids.as_ref().and_then(|i| i.study_instance_uid.clone())
+    }
+    /// FrameOfReferenceUID of a CT read by `read_ct` (None for arrays).
+    #[getter]
+    fn frame_of_reference_uid(&self) -> Option<String> {
+        self.ids
+            .as_ref()
+            .and_then(|i| i.frame_of_reference_uid.clone())
     }
     /// HU, float32, (z, y, x) (a copy)
     #[getter]
@@ -732,10 +749,14 @@ fn read_ct(
     folder: std::path::PathBuf,
     series_uid: Option<String>,
 ) -> PyResult<PyCtImage> {
-    let ct = py
-        .detach(|| isodose_dicom::read_ct(&folder, series_uid.as_deref()))
+    let series = py
+        .detach(|| isodose_dicom::read_ct_series(&folder, series_uid.as_deref()))
         .map_err(|e| errors::dicom_to_py(py, e))?;
-    Ok(PyCtImage { ct: Arc::new(ct) })
+    let ids = series.identifiers();
+    Ok(PyCtImage {
+        ct: Arc::new(series.volume),
+        ids: Some(ids),
+    })
 }
 
 /// Masks of the ROIs of an RTSTRUCT on a grid: dict ROI name -> bool array
@@ -777,11 +798,25 @@ fn read_dose(py: Python<'_>, path: std::path::PathBuf) -> PyResult<PyDose> {
 }
 
 /// Writes a Dose (Gy) as an RTDOSE file; returns its SOP instance UID.
+/// `ct`: the CtImage (from `read_ct`) whose study, frame of reference and
+/// patient the RTDOSE joins; `plan`: path of the RT Ion Plan or brachy RT
+/// Plan it was computed from, referenced by SOP instance and class (an error
+/// when its frame of reference is not the CT's).
 #[pyfunction]
-fn write_dose(py: Python<'_>, dose: &PyDose, path: std::path::PathBuf) -> PyResult<String> {
+#[pyo3(signature = (dose, path, ct = None, plan = None))]
+fn write_dose(
+    py: Python<'_>,
+    dose: &PyDose,
+    path: std::path::PathBuf,
+    ct: Option<&PyCtImage>,
+    plan: Option<std::path::PathBuf>,
+) -> PyResult<String> {
     let volume = dose.to_rust(py)?;
+    let ids = ct.and_then(|c| c.ids.clone());
     py.detach(|| {
-        isodose_dicom::write_rtdose(&path, &volume, &isodose_dicom::DoseContext::default())
+        let plan = plan.map(isodose_dicom::PlanReference::read).transpose()?;
+        let context = isodose_dicom::DoseContext::from_study(ids.as_ref(), plan.as_ref())?;
+        isodose_dicom::write_rtdose(&path, &volume, &context)
     })
     .map_err(|e| errors::dicom_to_py(py, e))
 }

@@ -61,6 +61,31 @@ def test_read_ct_agrees_with_pydicom(tmp_path):
     hu = ds.pixel_array.astype(np.float64) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
     k = round((float(ds.ImagePositionPatient[2]) - ct.grid.origin_mm[2]) / ct.grid.spacing_mm[2])
     np.testing.assert_array_equal(ct.hu[k], hu.astype(np.float32))
+    assert ct.study_instance_uid == ds.StudyInstanceUID
+    assert ct.frame_of_reference_uid == ds.FrameOfReferenceUID
+
+    # an RTDOSE on this CT and its Eclipse ion plan joins their study and
+    # frame of reference and references the plan (read back by pydicom)
+    plan_path = REPO / "dicom-io" / "tests" / "data" / "dcpt_head_RN.dcm"
+    rn = pydicom.dcmread(plan_path)
+    grid = isodose.Grid((2, 3, 4), (2.0, 2.0, 2.0), (0.0, 0.0, 0.0))
+    dose = isodose.Dose(np.ones((2, 3, 4), np.float32), grid)
+    out = tmp_path / "RD.dcm"
+    isodose.write_dose(dose, out, ct=ct, plan=plan_path)
+    rd = pydicom.dcmread(out)
+    assert rd.StudyInstanceUID == ds.StudyInstanceUID
+    assert rd.FrameOfReferenceUID == ds.FrameOfReferenceUID == rn.FrameOfReferenceUID
+    assert rd.PatientID == ds.PatientID
+    ref = rd.ReferencedRTPlanSequence[0]
+    assert ref.ReferencedSOPInstanceUID == rn.SOPInstanceUID
+    assert ref.ReferencedSOPClassUID == rn.SOPClassUID == "1.2.840.10008.5.1.4.1.1.481.8"
+    assert rd.DoseSummationType == "PLAN"
+    # a plan of another patient's frame of reference is refused
+    other = REPO / "dicom-io" / "tests" / "data" / "aptg_sobp_RP.dcm"
+    with pytest.raises(isodose.DicomError, match="FrameOfReferenceUID"):
+        isodose.write_dose(dose, tmp_path / "RD2.dcm", ct=ct, plan=other)
+    with pytest.raises(isodose.DicomError, match="not a plan"):
+        isodose.write_dose(dose, tmp_path / "RD3.dcm", plan=RAYSTATION_RD)
 
 
 def test_read_rtstruct_masks():
