@@ -145,14 +145,6 @@ pub fn run(
     phantom: &DemoPhantom,
     report: &mut String,
 ) -> Result<(), Box<dyn Error>> {
-    // the proton kernels run on the CPU until they are ported to the GPU
-    let cpu;
-    let engine = if engine.pbs_backend().is_ok() {
-        engine
-    } else {
-        cpu = Engine::new(isodose::BackendChoice::Cpu)?;
-        &cpu
-    };
     let machine = ProtonMachine::generic()?;
     let options = DoseOptions::new()?;
     let grid = Grid3::covering([-56.0, -51.0, -47.0], [56.0, 51.0, 47.0], 2.0)?;
