@@ -760,26 +760,41 @@ fn read_ct(
 }
 
 /// Masks of the ROIs of an RTSTRUCT on a grid: dict ROI name -> bool array
-/// (z, y, x). ROIs without closed contours give empty masks.
+/// (z, y, x), voxel centres inside. With `supersampling=n`, float32
+/// fractional occupancies (0-1) instead, from n³ sample points per voxel
+/// (n = 1-16). ROIs without closed contours give empty masks.
 #[pyfunction]
+#[pyo3(signature = (path, grid, supersampling = None))]
 fn read_rtstruct<'py>(
     py: Python<'py>,
     path: std::path::PathBuf,
     grid: &PyGrid,
+    supersampling: Option<usize>,
 ) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+    if let Some(n) = supersampling
+        && !(1..=16).contains(&n)
+    {
+        return Err(errors::input_error(
+            py,
+            format!("supersampling must be 1-16 samples per voxel edge, not {n}"),
+        ));
+    }
     let g = grid.0.clone();
-    let masks = py
-        .detach(|| {
-            isodose_dicom::read_rtstruct(&path).map(|rois| {
-                rois.into_iter()
-                    .map(|r| (r.name.clone(), r.mask(&g)))
-                    .collect::<Vec<_>>()
-            })
-        })
+    let rois = py
+        .detach(|| isodose_dicom::read_rtstruct(&path))
         .map_err(|e| errors::dicom_to_py(py, e))?;
     let dict = pyo3::types::PyDict::new(py);
-    for (name, mask) in masks {
-        dict.set_item(name, PyArray3::from_owned_array(py, mask))?;
+    for roi in rois {
+        match supersampling {
+            None => {
+                let mask = py.detach(|| roi.mask(&g));
+                dict.set_item(&roi.name, PyArray3::from_owned_array(py, mask))?;
+            }
+            Some(n) => {
+                let occupancy = py.detach(|| roi.occupancy(&g, n));
+                dict.set_item(&roi.name, PyArray3::from_owned_array(py, occupancy))?;
+            }
+        }
     }
     Ok(dict)
 }

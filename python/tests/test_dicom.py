@@ -96,3 +96,19 @@ def test_read_rtstruct_masks():
     assert cube.dtype == np.bool_ and cube.shape == (111, 111, 111)
     assert cube.sum() * 8.0 / 1000.0 == 1000.0  # the 100 mm cube, in cm³
     assert masks["LoPo"].sum() == 0
+
+
+def test_read_rtstruct_fractional_occupancy():
+    # 7 mm voxels cut by the faces of the 100 mm cube: voxel centres give the
+    # wrong volume, occupancies from 12^3 samples per voxel the right one
+    grid = isodose.Grid((18, 18, 18), (7.0, 7.0, 7.0), (-58.0, -57.0, -56.5))
+    path = REPO / "dicom-io" / "tests" / "data" / "aptg_sobp_RS.dcm"
+    occ = isodose.read_rtstruct(path, grid, supersampling=12)["Cube101010"]
+    assert occ.dtype == np.float32 and occ.min() >= 0.0 and occ.max() == 1.0
+    assert 0 < np.count_nonzero((occ > 0) & (occ < 1))
+    voxel_cc = 0.343
+    assert abs(occ.sum() * voxel_cc - 1000.0) < 5.0
+    centres = isodose.read_rtstruct(path, grid)["Cube101010"]
+    assert abs(centres.sum() * voxel_cc - 1000.0) > 20.0
+    with pytest.raises(isodose.InputError, match="supersampling"):
+        isodose.read_rtstruct(path, grid, supersampling=0)

@@ -199,7 +199,11 @@ def write_dose(
     """RTDOSE (Gy); ct: joins its study/frame/patient; plan: path of the RT
     plan it references. Returns the SOP instance UID."""
 def read_ct(folder: Union[str, PathLike[str]], series_uid: Optional[str] = None) -> CtImage: ...
-def read_rtstruct(path: Union[str, PathLike[str]], grid: Grid) -> dict[str, npt.NDArray[np.bool_]]: ...
+def read_rtstruct(
+    path: Union[str, PathLike[str]], grid: Grid, supersampling: Optional[int] = None
+) -> dict[str, npt.NDArray[Any]]:
+    """ROI name -> bool mask (z, y, x); with supersampling=n (1-16), float32
+    fractional occupancies from n^3 samples per voxel."""
 
 # --- QA: gamma index, DVHs, structures -------------------------------------
 # The computations release the GIL but have no cancellation hook: Ctrl-C takes
