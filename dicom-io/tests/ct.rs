@@ -65,3 +65,70 @@ fn missing_slices_and_mixed_series_are_errors_naming_files() {
     assert!(read_ct(empty.join("absent"), None).is_err());
     std::fs::remove_dir_all(folder.parent().unwrap()).ok();
 }
+
+/// Rewrites one slice of `folder` with `tag` set to `value`.
+fn edit(folder: &Path, slice: usize, tag: dicom_core::Tag, vr: dicom_core::VR, value: &str) {
+    let path = folder.join(format!("CT.HeadPhantom.{slice}.dcm"));
+    let mut obj = dicom_object::open_file(&path).unwrap();
+    obj.put(dicom_core::DataElement::new(
+        tag,
+        vr,
+        dicom_core::value::PrimitiveValue::from(value),
+    ));
+    obj.write_to_file(&path).unwrap();
+}
+
+#[test]
+fn several_series_tilt_and_mixed_sizes_are_errors_naming_files() {
+    use dicom_core::VR;
+    use dicom_dictionary_std::tags;
+    let folder = unpack("edits");
+    let series = "1.3.12.2.1107.5.8.15.131726.30000023101214432072700003223";
+    // a second series: an error listing both, unless one is chosen
+    edit(
+        &folder,
+        30,
+        tags::SERIES_INSTANCE_UID,
+        VR::UI,
+        "1.2.826.0.1.99",
+    );
+    let err = read_ct(&folder, None).unwrap_err().to_string();
+    assert!(
+        err.contains("2 CT series") && err.contains(series) && err.contains("1.2.826.0.1.99"),
+        "{err}"
+    );
+    let one = read_ct(&folder, Some("1.2.826.0.1.99")).unwrap();
+    assert_eq!(one.grid().shape(), [1, 512, 512]);
+    edit(&folder, 30, tags::SERIES_INSTANCE_UID, VR::UI, series);
+    assert_eq!(read_ct(&folder, None).unwrap().grid().nz(), 177);
+    // a tilted gantry (5° about x): an error naming the file and the tag
+    edit(
+        &folder,
+        40,
+        tags::IMAGE_ORIENTATION_PATIENT,
+        VR::DS,
+        "1\\0\\0\\0\\0.996195\\0.087156",
+    );
+    let err = read_ct(&folder, None).unwrap_err().to_string();
+    assert!(
+        err.contains("CT.HeadPhantom.40.dcm")
+            && err.contains("(0020,0037)")
+            && err.contains("tilt"),
+        "{err}"
+    );
+    edit(
+        &folder,
+        40,
+        tags::IMAGE_ORIENTATION_PATIENT,
+        VR::DS,
+        "1\\0\\0\\0\\1\\0",
+    );
+    // a slice of another pixel spacing: an error naming both files
+    edit(&folder, 50, tags::PIXEL_SPACING, VR::DS, "0.6\\0.6");
+    let err = read_ct(&folder, None).unwrap_err().to_string();
+    assert!(
+        err.contains("CT.HeadPhantom.50.dcm") && err.contains("0.6"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(folder.parent().unwrap()).ok();
+}
