@@ -399,6 +399,48 @@ fn info(path: &std::path::Path) -> Result<String, Box<dyn std::error::Error>> {
             beams.join("; ")
         ));
     }
+    if let Ok(plan) = isodose::dicom::read_brachy_plan(path) {
+        let sources: Vec<String> = plan
+            .sources
+            .iter()
+            .map(|src| {
+                format!(
+                    "{} {} {:.4} U",
+                    src.isotope_name,
+                    src.model_id.as_deref().unwrap_or("(no model)"),
+                    src.air_kerma_strength_u
+                )
+            })
+            .collect();
+        return Ok(format!(
+            "brachytherapy RT Plan '{}', {} {}, {} seed(s) in {} application setup(s), sources: {}",
+            plan.label,
+            plan.treatment_type,
+            plan.technique,
+            plan.seeds.len(),
+            plan.setups.len(),
+            sources.join("; ")
+        ));
+    }
+    if let Ok(rois) = isodose::dicom::read_rtstruct(path) {
+        let list: Vec<String> = rois
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} [{}] {} contour(s)",
+                    r.number,
+                    r.name,
+                    r.interpreted_type.as_deref().unwrap_or("-"),
+                    r.contours.len()
+                )
+            })
+            .collect();
+        return Ok(format!(
+            "RTSTRUCT, {} ROI(s): {}",
+            rois.len(),
+            list.join("; ")
+        ));
+    }
     let rd = isodose::dicom::read_rtdose(path)?;
     let g = rd.dose.grid();
     let [nz, ny, nx] = g.shape();

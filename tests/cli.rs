@@ -130,10 +130,21 @@ fn seeds_lists_every_shipped_model() {
 #[test]
 fn info_summarises_dicom_files() {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("dicom-io/tests/data");
+    let dir = temp_dir("info");
+    let brachy = dir.join("RP_brachy.dcm");
+    single_seed_plan(
+        &brachy,
+        "Amersham6711",
+        [0.0; 3],
+        isodose::tg43::Technique::Permanent,
+        None,
+    );
     let result = isodose()
         .arg("info")
         .arg(data.join("aptg_sobp_RD.dcm"))
         .arg(data.join("dcpt_head_RN.dcm"))
+        .arg(data.join("aptg_ramp_RS.dcm"))
+        .arg(&brachy)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&result.stdout);
@@ -150,6 +161,15 @@ fn info_summarises_dicom_files() {
         stdout.contains("'Field 1' gantry 0 couch 0: 24 layers"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("RTSTRUCT, 5 ROI(s): 1 Cube101010 [PTV] 21 contour(s)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("brachytherapy RT Plan") && stdout.contains("1 seed(s)"),
+        "{stdout}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
     // a file that is neither: non-zero exit, the error names it
     let result = isodose()
         .arg("info")
