@@ -178,3 +178,51 @@ fn plan_reference_class_beam_and_comment_are_written() {
     assert_eq!(&bytes[at + 8..at + 8 + 12], b"per fraction");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// GridFrameOffsetVector relative to the first frame (RayStation) and
+/// absolute (the z of each frame, as some systems write it) give the same
+/// grid; offsets that are not increasing and equally spaced are refused
+/// with the tag named.
+#[test]
+fn relative_and_absolute_frame_offsets_give_the_same_grid() {
+    use dicom_core::value::PrimitiveValue;
+    use dicom_core::{DataElement, VR};
+    use dicom_dictionary_std::tags;
+    let relative = read_rtdose(RAYSTATION_RD).unwrap();
+    let g = relative.dose.grid();
+    let (nz, z0, dz) = (g.nz(), g.origin_mm().z, g.spacing_mm().z);
+    let dir = std::env::temp_dir().join(format!("isodose-gfov-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rewrite = |name: &str, offsets: Vec<f64>| {
+        let mut obj = dicom_object::open_file(RAYSTATION_RD).unwrap();
+        let text: Vec<String> = offsets.iter().map(|o| format!("{o}")).collect();
+        obj.put(DataElement::new(
+            tags::GRID_FRAME_OFFSET_VECTOR,
+            VR::DS,
+            PrimitiveValue::from(text.join("\\").as_str()),
+        ));
+        let path = dir.join(name);
+        obj.write_to_file(&path).unwrap();
+        path
+    };
+    let absolute = rewrite(
+        "absolute.dcm",
+        (0..nz).map(|k| z0 + k as f64 * dz).collect(),
+    );
+    assert!(z0 != 0.0);
+    let abs = read_rtdose(&absolute).unwrap();
+    assert_eq!(abs.dose.grid(), g);
+    assert_eq!(abs.dose.data(), relative.dose.data());
+    let decreasing = rewrite(
+        "decreasing.dcm",
+        (0..nz).map(|k| -(k as f64) * dz).collect(),
+    );
+    let err = read_rtdose(&decreasing).unwrap_err().to_string();
+    assert!(
+        err.contains("decreasing.dcm")
+            && err.contains("(3004,000C)")
+            && err.contains("equally spaced"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
