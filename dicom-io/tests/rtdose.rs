@@ -226,3 +226,24 @@ fn relative_and_absolute_frame_offsets_give_the_same_grid() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A compressed transfer syntax (JPEG Baseline in the file meta) is refused
+/// by the pixel readers (RTDOSE here; the CT reader shares the check) with
+/// the file and the reason named.
+#[test]
+fn compressed_transfer_syntaxes_are_refused() {
+    let dir = std::env::temp_dir().join(format!("isodose-ts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("jpeg.dcm");
+    let mut obj = dicom_object::open_file(RAYSTATION_RD).unwrap();
+    obj.update_meta(|meta| {
+        meta.transfer_syntax = "1.2.840.10008.1.2.4.50\0".to_owned();
+    });
+    obj.write_to_file(&path).unwrap();
+    let err = read_rtdose(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("jpeg.dcm") && err.contains("unsupported transfer syntax"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
