@@ -413,7 +413,17 @@ fn engine(py: Python<'_>, backend: &str) -> PyResult<Engine> {
     Ok(e)
 }
 
-/// Total TG-43 dose (Gy) of an implant on a grid.
+/// Total TG-43 dose (Gy) of an implant on a grid (AAPM TG-43U1, 2D line
+/// source): the initial dose rate times the implant's effective time
+/// (permanent: T½/ln 2; temporary: over `duration_h`).
+///
+/// implant: Implant (positions in mm, LPS; S_K in U).
+/// grid: Grid (spacing and origin in mm; origin = centre of the first voxel).
+/// backend: "auto" (a hardware GPU when present, else the CPU), "cpu" or
+///     "gpu" (GpuError without an adapter); Dose.backend says which ran.
+/// progress: None, True (tqdm bar) or a callable (stage, done, total);
+///     Ctrl-C stops the computation.
+/// Returns a Dose: float32 (z, y, x), Gy.
 #[pyfunction]
 #[pyo3(signature = (implant, grid, backend = "auto", progress = None))]
 fn brachy_dose(
@@ -671,7 +681,20 @@ fn proton_options(
     Ok(o)
 }
 
-/// Proton PBS dose (Gy) of a plan on a CT.
+/// Proton PBS dose (Gy, dose to water, one fraction) of a plan on a CT.
+///
+/// ct: CtImage in HU (water-equivalent depths are traced through it).
+/// plan: ProtonPlan, spot weights in protons (per fraction).
+/// machine: ProtonMachine (beam data; energies in MeV).
+/// grid: dose Grid (mm); the CT grid when None.
+/// backend: "auto", "cpu" or "gpu" (the forward dose runs on the GPU when
+///     chosen or found; Dose.backend says which ran).
+/// spot_splitting: None (ray casting), "3x3" or "5x5" sub-pencils per spot.
+/// hu_to_rsp: optional (hu, rsp) arrays, a piecewise-linear HU -> relative
+///     stopping power curve replacing the default.
+/// progress: None, True (tqdm bar) or a callable (stage, done, total);
+///     Ctrl-C stops the computation.
+/// Returns a Dose: float32 (z, y, x), Gy.
 #[pyfunction]
 #[pyo3(signature = (ct, plan, machine, grid = None, backend = "auto", spot_splitting = None, hu_to_rsp = None, progress = None))]
 #[allow(clippy::too_many_arguments)]
