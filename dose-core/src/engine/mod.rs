@@ -11,7 +11,7 @@ mod cpu;
 #[cfg(feature = "gpu")]
 pub mod gpu;
 pub(crate) mod progress;
-mod proton_cpu;
+pub(crate) mod proton_cpu;
 
 use std::sync::{Arc, Mutex};
 

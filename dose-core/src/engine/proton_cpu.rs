@@ -22,28 +22,39 @@ pub(super) fn pbs_dose(beams: &[PreparedBeam], grid: &Grid3, hook: &Hook) -> Res
         &mut out,
         slice,
         || vec![0f64; slice],
-        |acc, k, out_slice| {
-            acc.fill(0.0);
-            let base = k * slice;
-            for beam in beams {
-                for p in &beam.pencils {
-                    if p.weight == 0.0 {
-                        continue;
-                    }
-                    for_each_voxel(p, &beam.frame, grid, k..k + 1, |v, d| {
-                        acc[v - base] += p.weight * d;
-                    });
-                }
-            }
-            for (o, a) in out_slice.iter_mut().zip(acc.iter()) {
-                *o = *a as f32;
-            }
-        },
+        |acc, k, out_slice| plane_dose(beams, grid, k, acc, out_slice),
     )?;
     let data = Array3::from_shape_vec((nz, ny, nx), out).map_err(|e| DoseError::InvalidGrid {
         reason: format!("internal shape error: {e}"),
     })?;
     Volume::new(grid.clone(), data)
+}
+
+/// Dose (Gy) of the prepared beams on z-plane `k` of `grid` into `out`
+/// (one plane, f32), summed in f64 in plan order in `acc` (one plane of
+/// scratch), so that the result does not depend on which thread runs it.
+pub(crate) fn plane_dose(
+    beams: &[PreparedBeam],
+    grid: &Grid3,
+    k: usize,
+    acc: &mut [f64],
+    out: &mut [f32],
+) {
+    acc.fill(0.0);
+    let base = k * grid.ny() * grid.nx();
+    for beam in beams {
+        for p in &beam.pencils {
+            if p.weight == 0.0 {
+                continue;
+            }
+            for_each_voxel(p, &beam.frame, grid, k..k + 1, |v, d| {
+                acc[v - base] += p.weight * d;
+            });
+        }
+    }
+    for (o, a) in out.iter_mut().zip(acc.iter()) {
+        *o = *a as f32;
+    }
 }
 
 /// The dij of the prepared beams on `grid`, `n_spots` columns. Refuses (before

@@ -57,7 +57,7 @@ use crate::error::{DoseError, Result};
 use crate::geometry::BeamFrame;
 use crate::grid::{DoseGrid, Grid3, Volume};
 use crate::proton::kernel::{DepthNode, lateral_dose_per_proton};
-use crate::proton::prepare::{Pencil, PreparedBeam, for_each_voxel};
+use crate::proton::prepare::{Pencil, PreparedBeam};
 
 /// Voxels per tile edge; a tile is one workgroup.
 const TILE: usize = 4;
@@ -1052,26 +1052,12 @@ impl Work<'_, '_> {
 fn cpu_slab(beams: &[PreparedBeam], grid: &Grid3, ks: Range<usize>, out: &mut [f32]) {
     let plane = grid.nx() * grid.ny();
     let first = ks.start;
-    out.par_chunks_mut(plane)
-        .enumerate()
-        .for_each(|(n, out_plane)| {
-            let k = first + n;
-            let mut acc = vec![0f64; plane];
-            let base = k * plane;
-            for beam in beams {
-                for p in &beam.pencils {
-                    if p.weight == 0.0 {
-                        continue;
-                    }
-                    for_each_voxel(p, &beam.frame, grid, k..k + 1, |v, d| {
-                        acc[v - base] += p.weight * d;
-                    });
-                }
-            }
-            for (o, a) in out_plane.iter_mut().zip(&acc) {
-                *o = *a as f32;
-            }
-        });
+    out.par_chunks_mut(plane).enumerate().for_each_init(
+        || vec![0f64; plane],
+        |acc, (n, out_plane)| {
+            crate::engine::proton_cpu::plane_dose(beams, grid, first + n, acc, out_plane)
+        },
+    );
 }
 
 fn volume(grid: &Grid3, out: Vec<f32>) -> Result<DoseGrid> {
@@ -1087,6 +1073,7 @@ mod tests {
     use super::*;
     use crate::grid::CtVolume;
     use crate::physics::hlut::Hlut;
+    use crate::proton::prepare::for_each_voxel;
     use crate::proton::prepare::{DoseOptions, SpotSplitting, prepare_beam, rsp_volume};
     use crate::proton::{ProtonBeam, ProtonPlan, RangeShifter, Spot};
 
