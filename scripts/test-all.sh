@@ -57,9 +57,10 @@ fi
 # pymedphys and dicompyler-core are the independent references of the gamma
 # and DVH cross-checks; matplotlib, nbclient, nbformat and ipykernel run the
 # example notebook examples/isodose_tour.ipynb, which the pytest suite executes
-# (python/tests/test_notebook.py) after building it here. With CI set, a
+# (python/tests/test_notebook.py) after building it here; mypy checks the
+# stubs against the built module (python/tests/test_typing.py). With CI set, a
 # missing reference package fails those tests instead of skipping them.
 "$VENV/bin/python" -m pip install -q "maturin>=1.7,<2" pytest numpy scipy pydicom \
-  pymedphys dicompyler-core matplotlib nbclient nbformat ipykernel tqdm
+  pymedphys dicompyler-core matplotlib nbclient nbformat ipykernel tqdm mypy
 "$VENV/bin/python" -m pip install -q ./python
 "$VENV/bin/python" -m pytest -q python/tests

@@ -3,6 +3,11 @@
 //! The exception classes live in `isodose/errors.py` (so that `InputError`
 //! can derive from both `IsodoseError` and `ValueError`); each Rust error
 //! kind maps to one of them, carrying the full message.
+//!
+//! Every computation runs through [`detach`], which releases the GIL and
+//! catches a Rust panic (a bug, never expected) so that it reaches Python as
+//! an `IsodoseError` naming it, not as pyo3's `PanicException` (a
+//! `BaseException` that `except Exception` would not catch).
 
 use isodose_core::DoseError;
 use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyRuntimeError};
@@ -17,6 +22,29 @@ fn raise(py: Python<'_>, class: &str, message: String) -> PyErr {
         Ok(instance) => PyErr::from_value(instance),
         Err(e) => e,
     }
+}
+
+/// Runs `work` with the GIL released; a panic inside it (on this thread or
+/// a rayon worker, which rayon re-raises here) becomes an
+/// `isodose.errors.IsodoseError` carrying the panic message.
+pub fn detach<T, F>(py: Python<'_>, work: F) -> PyResult<T>
+where
+    F: Send + FnOnce() -> T,
+    T: Send,
+{
+    py.detach(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)))
+        .map_err(|payload| {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".into());
+            raise(
+                py,
+                "IsodoseError",
+                format!("internal error in isodose (a bug, please report it): {what}"),
+            )
+        })
 }
 
 /// The Python exception for a core error.

@@ -6,6 +6,7 @@
 //! physics lives in this crate; every computation releases the GIL.
 
 mod arrays;
+mod demo;
 mod errors;
 mod plans;
 mod progress;
@@ -27,6 +28,12 @@ use pyo3::prelude::*;
 use errors::IntoPy;
 
 /// A regular axis-aligned voxel grid in DICOM patient coordinates (LPS, mm).
+///
+/// Grid(shape, spacing_mm, origin_mm)
+///
+/// shape: (nz, ny, nx) voxels; arrays on the grid are indexed [z, y, x].
+/// spacing_mm: (sx, sy, sz) voxel size along x, y, z, mm (> 0).
+/// origin_mm: (x0, y0, z0) centre of voxel [0, 0, 0], mm (LPS).
 #[pyclass(name = "Grid", module = "isodose", frozen)]
 #[derive(Clone)]
 pub struct PyGrid(pub Grid3);
@@ -80,7 +87,17 @@ impl PyGrid {
     }
 }
 
-/// A CT image in HU on a grid.
+/// A CT image in Hounsfield units on a grid.
+///
+/// CtImage(hu, spacing_mm, origin_mm)
+///
+/// hu: array (nz, ny, nx) of HU, any real dtype and memory order (stored as
+///     float32, C order).
+/// spacing_mm: (sx, sy, sz) voxel size, mm.
+/// origin_mm: (x0, y0, z0) centre of the first voxel, mm (LPS).
+///
+/// `read_ct` returns one with its DICOM study and frame of reference UIDs;
+/// `demo_phantom` returns the demo's.
 #[pyclass(name = "CtImage", module = "isodose", frozen)]
 pub struct PyCtImage {
     ct: Arc<CtVolume>,
@@ -99,6 +116,12 @@ impl PyCtImage {
         origin_mm: (f64, f64, f64),
     ) -> PyResult<Self> {
         let data = arrays::f32_3d(py, hu, "hu", "(nz, ny, nx)")?;
+        if let Some(((k, j, i), v)) = data.indexed_iter().find(|(_, v)| !v.is_finite()) {
+            return Err(errors::input_error(
+                py,
+                format!("hu must be finite; voxel [z, y, x] = [{k}, {j}, {i}] is {v}"),
+            ));
+        }
         let (nz, ny, nx) = data.dim();
         let grid = Grid3::new(
             [nz, ny, nx],
@@ -129,6 +152,7 @@ impl PyCtImage {
     fn hu<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray3<f32>> {
         PyArray3::from_array(py, self.ct.data())
     }
+    /// The CT's Grid (shape, spacing and origin in mm).
     #[getter]
     fn grid(&self) -> PyGrid {
         PyGrid(self.ct.grid().clone())
@@ -142,6 +166,14 @@ impl PyCtImage {
 }
 
 /// A dose distribution (Gy), float32, indexed (z, y, x).
+///
+/// Dose(array, grid)
+///
+/// array: dose in Gy, shape grid.shape = (nz, ny, nx), any real dtype and
+///     memory order (stored once as float32, C order).
+/// grid: the Grid of the array (mm, LPS).
+///
+/// Engines return Doses with `backend` naming what computed them.
 #[pyclass(name = "Dose", module = "isodose", frozen)]
 pub struct PyDose {
     array: Py<PyArray3<f32>>,
@@ -179,13 +211,26 @@ impl PyDose {
     #[pyo3(signature = (array, grid))]
     fn new(py: Python<'_>, array: &Bound<'_, PyAny>, grid: &PyGrid) -> PyResult<Self> {
         let data = arrays::f32_3d(py, array, "array", "(nz, ny, nx)")?;
+        let [nz, ny, nx] = grid.0.shape();
+        if data.dim() != (nz, ny, nx) {
+            return Err(errors::input_error(
+                py,
+                format!(
+                    "array must have the grid's shape (nz, ny, nx) = ({nz}, {ny}, {nx}), got {:?}",
+                    data.dim()
+                ),
+            ));
+        }
         let dose = Volume::new(grid.0.clone(), data).py_err(py)?;
         Ok(Self::from_rust(py, dose, "user".into()))
     }
+    /// The dose, Gy, float32 (nz, ny, nx), C order: the Dose's own array
+    /// (not a copy).
     #[getter]
     fn array<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray3<f32>> {
         self.array.bind(py).clone()
     }
+    /// The dose Grid (mm, LPS).
     #[getter]
     fn grid(&self) -> PyGrid {
         PyGrid(self.grid.clone())
@@ -239,18 +284,27 @@ fn tg43_dose_rate<'py>(
             },
         ));
     }
-    let out = py
-        .detach(|| {
-            r.iter()
-                .zip(&t)
-                .map(|(r, t)| dose_rate_per_u(&m, f, r * 10.0, *t))
-                .collect::<Result<Vec<f64>, _>>()
-        })
-        .py_err(py)?;
+    let out = crate::errors::detach(py, || {
+        r.iter()
+            .zip(&t)
+            .map(|(r, t)| dose_rate_per_u(&m, f, r * 10.0, *t))
+            .collect::<Result<Vec<f64>, _>>()
+    })?
+    .py_err(py)?;
     Ok(PyArray1::from_vec(py, out))
 }
 
-/// Seeds of one model with their timing.
+/// Seeds of one TG-43 model with their timing.
+///
+/// Implant(model, positions_mm, air_kerma_strength_u, directions=None,
+///         duration_h=None)
+///
+/// model: seed model key (see `seed_models()`).
+/// positions_mm: seed centres (x, y, z), mm (LPS), array (n, 3).
+/// air_kerma_strength_u: S_K of each seed, U (µGy·m²/h), a number or (n,).
+/// directions: seed axes (x, y, z), (n, 3), normalised here; None: along z.
+/// duration_h: irradiation time of a temporary implant, h; None for a
+///     permanent implant (dose to infinite time, T½/ln 2).
 #[pyclass(name = "Implant", module = "isodose", frozen)]
 pub struct PyImplant(Implant);
 
@@ -317,10 +371,12 @@ impl PyImplant {
         };
         Implant::new(m, seeds, technique, 0.0).py_err(py).map(Self)
     }
+    /// Seed model key.
     #[getter]
     fn model(&self) -> String {
         self.0.model().key().to_owned()
     }
+    /// Number of seeds.
     #[getter]
     fn seed_count(&self) -> usize {
         self.0.seeds().len()
@@ -404,7 +460,7 @@ fn engine(py: Python<'_>, backend: &str) -> PyResult<Engine> {
     if let Some(e) = ENGINES.lock().ok().and_then(|g| cached(&g)) {
         return Ok(e);
     }
-    let e = py.detach(|| Engine::new(choice)).py_err(py)?;
+    let e = crate::errors::detach(py, || Engine::new(choice))?.py_err(py)?;
     if let Ok(mut engines) = ENGINES.lock()
         && cached(&engines).is_none()
     {
@@ -440,7 +496,12 @@ fn brachy_dose(
     Ok(PyDose::from_rust(py, dose, e.backend().to_string()))
 }
 
-/// Proton machine data.
+/// Proton machine data: per nominal energy (MeV) the integrated depth-dose
+/// in water, in-air spot optics, virtual source distances and MU
+/// calibration, optionally a nuclear halo.
+///
+/// ProtonMachine.generic(): the built-in generic machine (70-230 MeV).
+/// ProtonMachine.load(path): a commissioned machine file.
 #[pyclass(name = "ProtonMachine", module = "isodose", frozen)]
 pub struct PyProtonMachine(Arc<ProtonMachine>);
 
@@ -449,21 +510,21 @@ impl PyProtonMachine {
     /// The built-in generic machine (70–230 MeV).
     #[staticmethod]
     fn generic(py: Python<'_>) -> PyResult<Self> {
-        let m = py.detach(ProtonMachine::generic).py_err(py)?;
+        let m = crate::errors::detach(py, ProtonMachine::generic)?.py_err(py)?;
         Ok(Self(Arc::new(m)))
     }
     /// A machine file (isodose-proton-machine/1 JSON).
     #[staticmethod]
     fn load(py: Python<'_>, path: std::path::PathBuf) -> PyResult<Self> {
-        let m = py
-            .detach(|| ProtonMachine::from_json_file(&path))
-            .py_err(py)?;
+        let m = crate::errors::detach(py, || ProtonMachine::from_json_file(&path))?.py_err(py)?;
         Ok(Self(Arc::new(m)))
     }
+    /// Machine name.
     #[getter]
     fn name(&self) -> String {
         self.0.name().to_owned()
     }
+    /// Nominal energies, MeV, ascending, float64 (n,).
     #[getter]
     fn energies_mev<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
         PyArray1::from_vec(py, self.0.energies().iter().map(|e| e.energy_mev).collect())
@@ -485,7 +546,17 @@ impl PyProtonMachine {
     }
 }
 
-/// A range shifter (default material PMMA).
+/// A range shifter in the nozzle (default material PMMA).
+///
+/// RangeShifter(water_equivalent_thickness_mm, isocenter_distance_mm,
+///              relative_stopping_power=1.165, radiation_length_mm=405.5)
+///
+/// water_equivalent_thickness_mm: WET, mm (pulls the range back by it).
+/// isocenter_distance_mm: distance from the isocentre upstream to the
+///     shifter's downstream face, mm (DICOM IsocenterToRangeShifterDistance).
+/// relative_stopping_power: of the material (PMMA 1.165).
+/// radiation_length_mm: X0 of the material, mm (PMMA 405.5), for its
+///     multiple Coulomb scattering (Highland), projected over the air gap.
 #[pyclass(name = "RangeShifter", module = "isodose", frozen)]
 #[derive(Clone)]
 pub struct PyRangeShifter(RangeShifter);
@@ -510,10 +581,12 @@ impl PyRangeShifter {
         .py_err(py)
         .map(Self)
     }
+    /// Water-equivalent thickness, mm.
     #[getter]
     fn water_equivalent_thickness_mm(&self) -> f64 {
         self.0.water_equivalent_thickness_mm
     }
+    /// Isocentre to downstream face, mm.
     #[getter]
     fn isocenter_distance_mm(&self) -> f64 {
         self.0.isocenter_distance_mm
@@ -527,6 +600,19 @@ impl PyRangeShifter {
 }
 
 /// One PBS field: IEC 61217 angles, isocentre (LPS mm) and spots.
+///
+/// ProtonBeam(gantry_deg, couch_deg, isocenter_mm, energies_mev, spot_x_mm,
+///            spot_y_mm, weights, range_shifter=None)
+///
+/// gantry_deg, couch_deg: IEC 61217 gantry and patient-support angles, deg.
+/// isocenter_mm: (x, y, z) isocentre, mm (LPS).
+/// energies_mev: nominal energy of each spot, MeV (within the machine's
+///     range; between commissioned energies the data are interpolated).
+/// spot_x_mm, spot_y_mm: spot position on the beam's X and Y axes (IEC
+///     gantry system) at the isocentre plane, mm.
+/// weights: protons per spot (>= 0; 0 contributes nothing).
+/// The four spot arrays have equal length n (any real dtype).
+/// range_shifter: a RangeShifter, or None.
 #[pyclass(name = "ProtonBeam", module = "isodose", frozen)]
 #[derive(Clone)]
 pub struct PyProtonBeam(ProtonBeam);
@@ -587,35 +673,43 @@ impl PyProtonBeam {
         .py_err(py)
         .map(Self)
     }
+    /// Gantry angle, deg (IEC 61217).
     #[getter]
     fn gantry_deg(&self) -> f64 {
         self.0.gantry_deg()
     }
+    /// Patient-support angle, deg (IEC 61217).
     #[getter]
     fn couch_deg(&self) -> f64 {
         self.0.couch_deg()
     }
+    /// Isocentre (x, y, z), mm (LPS).
     #[getter]
     fn isocenter_mm(&self) -> (f64, f64, f64) {
         let i = self.0.frame().isocenter_mm();
         (i.x, i.y, i.z)
     }
+    /// Spot energies, MeV, float64 (n,).
     #[getter]
     fn energies_mev<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
         PyArray1::from_vec(py, self.0.spots().iter().map(|s| s.energy_mev).collect())
     }
+    /// Spot X at the isocentre plane, mm, float64 (n,).
     #[getter]
     fn spot_x_mm<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
         PyArray1::from_vec(py, self.0.spots().iter().map(|s| s.x_mm).collect())
     }
+    /// Spot Y at the isocentre plane, mm, float64 (n,).
     #[getter]
     fn spot_y_mm<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
         PyArray1::from_vec(py, self.0.spots().iter().map(|s| s.y_mm).collect())
     }
+    /// Protons per spot, float64 (n,).
     #[getter]
     fn weights<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
         PyArray1::from_vec(py, self.0.spots().iter().map(|s| s.weight).collect())
     }
+    /// The RangeShifter, or None.
     #[getter]
     fn range_shifter(&self) -> Option<PyRangeShifter> {
         self.0.range_shifter().map(|r| PyRangeShifter(*r))
@@ -632,6 +726,11 @@ impl PyProtonBeam {
 }
 
 /// A proton plan: beams and fractions.
+///
+/// ProtonPlan(beams, fractions=1)
+///
+/// beams: a sequence of ProtonBeam (spot weights per fraction).
+/// fractions: number of fractions (>= 1); doses are computed per fraction.
 #[pyclass(name = "ProtonPlan", module = "isodose", frozen)]
 pub struct PyProtonPlan(ProtonPlan);
 
@@ -643,10 +742,12 @@ impl PyProtonPlan {
         let beams = beams.iter().map(|b| b.0.clone()).collect();
         ProtonPlan::new(beams, fractions).py_err(py).map(Self)
     }
+    /// The beams, in order.
     #[getter]
     fn beams(&self) -> Vec<PyProtonBeam> {
         self.0.beams().iter().cloned().map(PyProtonBeam).collect()
     }
+    /// Number of fractions.
     #[getter]
     fn fractions(&self) -> u32 {
         self.0.fractions()
@@ -764,7 +865,15 @@ fn proton_dij_parts<'py>(
     ))
 }
 
-/// Reads the CT series of a folder (HU) as a CtImage.
+/// Reads a CT series from a folder of DICOM files as a CtImage in HU.
+///
+/// folder: directory holding the CT slices (other files are ignored).
+/// series_uid: SeriesInstanceUID to read when the folder holds several
+///     series (an error names them when it is None).
+/// Returns a CtImage: HU (RescaleSlope/Intercept applied), float32
+/// (nz, ny, nx) with z ascending; grid spacing and origin in mm (LPS); its
+/// study and frame of reference UIDs. Tilted, unevenly spaced or
+/// non-axial series raise DicomError naming the file and tag.
 #[pyfunction]
 #[pyo3(signature = (folder, series_uid = None))]
 fn read_ct(
@@ -772,9 +881,10 @@ fn read_ct(
     folder: std::path::PathBuf,
     series_uid: Option<String>,
 ) -> PyResult<PyCtImage> {
-    let series = py
-        .detach(|| isodose_dicom::read_ct_series(&folder, series_uid.as_deref()))
-        .map_err(|e| errors::dicom_to_py(py, e))?;
+    let series = crate::errors::detach(py, || {
+        isodose_dicom::read_ct_series(&folder, series_uid.as_deref())
+    })?
+    .map_err(|e| errors::dicom_to_py(py, e))?;
     let ids = series.identifiers();
     Ok(PyCtImage {
         ct: Arc::new(series.volume),
@@ -803,18 +913,17 @@ fn read_rtstruct<'py>(
         ));
     }
     let g = grid.0.clone();
-    let rois = py
-        .detach(|| isodose_dicom::read_rtstruct(&path))
+    let rois = crate::errors::detach(py, || isodose_dicom::read_rtstruct(&path))?
         .map_err(|e| errors::dicom_to_py(py, e))?;
     let dict = pyo3::types::PyDict::new(py);
     for roi in rois {
         match supersampling {
             None => {
-                let mask = py.detach(|| roi.mask(&g));
+                let mask = crate::errors::detach(py, || roi.mask(&g))?;
                 dict.set_item(&roi.name, PyArray3::from_owned_array(py, mask))?;
             }
             Some(n) => {
-                let occupancy = py.detach(|| roi.occupancy(&g, n));
+                let occupancy = crate::errors::detach(py, || roi.occupancy(&g, n))?;
                 dict.set_item(&roi.name, PyArray3::from_owned_array(py, occupancy))?;
             }
         }
@@ -822,11 +931,16 @@ fn read_rtstruct<'py>(
     Ok(dict)
 }
 
-/// Reads an RTDOSE file as a Dose (in the file's units, normally Gy).
+/// Reads an RTDOSE file as a Dose.
+///
+/// path: the RTDOSE file.
+/// Returns a Dose in the file's DoseUnits (normally Gy; DoseGridScaling
+/// applied), float32 (nz, ny, nx), grid in mm (LPS) from
+/// ImagePositionPatient, PixelSpacing and GridFrameOffsetVector; its backend
+/// names the file's units, type and summation.
 #[pyfunction]
 fn read_dose(py: Python<'_>, path: std::path::PathBuf) -> PyResult<PyDose> {
-    let rd = py
-        .detach(|| isodose_dicom::read_rtdose(&path))
+    let rd = crate::errors::detach(py, || isodose_dicom::read_rtdose(&path))?
         .map_err(|e| errors::dicom_to_py(py, e))?;
     Ok(PyDose::from_rust(
         py,
@@ -851,11 +965,11 @@ fn write_dose(
 ) -> PyResult<String> {
     let volume = dose.to_rust(py)?;
     let ids = ct.and_then(|c| c.ids.clone());
-    py.detach(|| {
+    crate::errors::detach(py, || {
         let plan = plan.map(isodose_dicom::PlanReference::read).transpose()?;
         let context = isodose_dicom::DoseContext::from_study(ids.as_ref(), plan.as_ref())?;
         isodose_dicom::write_rtdose(&path, &volume, &context)
-    })
+    })?
     .map_err(|e| errors::dicom_to_py(py, e))
 }
 
@@ -868,6 +982,8 @@ mod _isodose {
         PyRangeShifter, brachy_dose, proton_dij_parts, proton_dose, read_ct, read_dose,
         read_rtstruct, seed_models, tg43_dose_rate, write_dose,
     };
+    #[pymodule_export]
+    use crate::demo::{_raise_internal_panic, demo_phantom, demo_seed_positions};
     #[pymodule_export]
     use crate::plans::{read_brachy_plan, read_ion_plan, read_ion_plan_mu, write_brachy_plan};
     #[pymodule_export]

@@ -17,6 +17,12 @@ use crate::{PyImplant, PyProtonMachine, PyProtonPlan};
 /// Reads an RT Ion Plan as a ProtonPlan: spot weights in protons per
 /// fraction, protons = MU × protons/MU of the machine at the layer energy
 /// (the built-in generic machine when `machine` is None).
+///
+/// path: the RT Ion Plan file (PBS, protons).
+/// machine: the ProtonMachine whose MU calibration converts the weights and
+///     whose range-shifter table gives a shifter's WET when the plan omits it.
+/// Returns a ProtonPlan: gantry/couch angles (deg), isocentre (mm, LPS),
+/// energies (MeV), spot positions (mm) and weights (protons), fractions.
 #[pyfunction]
 #[pyo3(signature = (path, machine = None))]
 pub fn read_ion_plan(
@@ -26,19 +32,23 @@ pub fn read_ion_plan(
 ) -> PyResult<PyProtonPlan> {
     let machine = match machine {
         Some(m) => Arc::clone(&m.0),
-        None => Arc::new(py.detach(ProtonMachine::generic).py_err(py)?),
+        None => Arc::new(crate::errors::detach(py, ProtonMachine::generic)?.py_err(py)?),
     };
-    py.detach(|| isodose_dicom::read_ion_plan(&path)?.to_proton_plan(&machine))
-        .map(PyProtonPlan)
-        .map_err(|e| errors::dicom_to_py(py, e))
+    crate::errors::detach(py, || {
+        isodose_dicom::read_ion_plan(&path)?.to_proton_plan(&machine)
+    })?
+    .map(PyProtonPlan)
+    .map_err(|e| errors::dicom_to_py(py, e))
 }
 
 /// The beams of an RT Ion Plan as the plan gives them (in MU): one dict per
-/// treatment beam.
+/// treatment beam with keys number, name, machine, radiation_type,
+/// gantry_deg, couch_deg (deg), isocenter_mm ((x, y, z) mm, LPS),
+/// meterset_mu (MU), fractions, layers, spots and energies_mev (per layer,
+/// MeV).
 #[pyfunction]
 pub fn read_ion_plan_mu<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyList>> {
-    let plan = py
-        .detach(|| isodose_dicom::read_ion_plan(&path))
+    let plan = crate::errors::detach(py, || isodose_dicom::read_ion_plan(&path))?
         .map_err(|e| errors::dicom_to_py(py, e))?;
     let list = PyList::empty(py);
     for b in &plan.beams {
@@ -72,22 +82,26 @@ pub fn read_ion_plan_mu<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'
 #[pyfunction]
 #[pyo3(signature = (path, model = None))]
 pub fn read_brachy_plan(py: Python<'_>, path: PathBuf, model: Option<&str>) -> PyResult<PyImplant> {
-    let implant = py
-        .detach(|| -> Result<_, DicomIoError> {
-            let catalogue = SeedCatalogue::builtin();
-            let plan = isodose_dicom::read_brachy_plan(&path)?;
-            let model = match model {
-                Some(key) => catalogue.get(key)?,
-                None => plan.seed_model(&catalogue)?,
-            };
-            plan.to_implant(model)
-        })
-        .map_err(|e| errors::dicom_to_py(py, e))?;
+    let implant = crate::errors::detach(py, || -> Result<_, DicomIoError> {
+        let catalogue = SeedCatalogue::builtin();
+        let plan = isodose_dicom::read_brachy_plan(&path)?;
+        let model = match model {
+            Some(key) => catalogue.get(key)?,
+            None => plan.seed_model(&catalogue)?,
+        };
+        plan.to_implant(model)
+    })?
+    .map_err(|e| errors::dicom_to_py(py, e))?;
     Ok(PyImplant(implant))
 }
 
 /// Writes an implant as a brachytherapy RT Plan; returns its SOP instance
 /// UID.
+///
+/// implant: the Implant (seed positions mm, LPS; S_K in U; permanent or
+///     temporary with its duration in h).
+/// path: the file to write.
+/// patient_id, patient_name, label: PatientID, PatientName and RTPlanLabel.
 #[pyfunction]
 #[pyo3(signature = (implant, path, patient_id = "", patient_name = "", label = ""))]
 pub fn write_brachy_plan(
@@ -104,6 +118,8 @@ pub fn write_brachy_plan(
         label: label.to_owned(),
         ..BrachyPlanContext::default()
     };
-    py.detach(|| isodose_dicom::write_brachy_plan(&path, &implant.0, &context))
-        .map_err(|e| errors::dicom_to_py(py, e))
+    crate::errors::detach(py, || {
+        isodose_dicom::write_brachy_plan(&path, &implant.0, &context)
+    })?
+    .map_err(|e| errors::dicom_to_py(py, e))
 }

@@ -86,7 +86,7 @@ pub fn run<T: Send>(
         error: Mutex::new(None),
     });
     let watched = engine.with_progress(hook.clone());
-    let result = py.detach(|| work(&watched));
+    let result = crate::errors::detach(py, || work(&watched))?;
     match result {
         Ok(v) => Ok(v),
         Err(e @ DoseError::Cancelled { .. }) => {

@@ -360,8 +360,7 @@ pub fn read_structures<'py>(
     path: std::path::PathBuf,
     thickness_mm: Option<f64>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let rois = py
-        .detach(|| isodose_dicom::read_rtstruct(&path))
+    let rois = crate::errors::detach(py, || isodose_dicom::read_rtstruct(&path))?
         .map_err(|e| errors::dicom_to_py(py, e))?;
     let dict = PyDict::new(py);
     for roi in rois {
@@ -532,8 +531,7 @@ pub fn dvh(
         let s = s.get();
         let fallback = d.grid().spacing_mm().z;
         let structure = s.resolved(py, thickness_mm, Some(fallback))?;
-        let dvh = py
-            .detach(|| Dvh::from_structure(&d, &structure, subdivisions))
+        let dvh = crate::errors::detach(py, || Dvh::from_structure(&d, &structure, subdivisions))?
             .py_err(py)?;
         return Ok(PyDvh {
             dvh,
@@ -554,10 +552,10 @@ pub fn dvh(
         .extract()?;
     let dvh = if kind == "b" {
         let mask = arrays::bool_3d(py, mask_or_roi, "mask", "(nz, ny, nx)")?;
-        py.detach(|| Dvh::from_mask(&d, &mask))
+        crate::errors::detach(py, || Dvh::from_mask(&d, &mask))?
     } else {
         let occupancy = arrays::f32_3d(py, mask_or_roi, "occupancy", "(nz, ny, nx)")?;
-        py.detach(|| Dvh::from_occupancy(&d, &occupancy))
+        crate::errors::detach(py, || Dvh::from_occupancy(&d, &occupancy))?
     }
     .py_err(py)?;
     Ok(PyDvh { dvh, name: None })
@@ -580,7 +578,7 @@ pub fn paddick_conformity(
         ));
     }
     let d: DoseGrid = dose.to_rust(py)?;
-    let piv = py.detach(|| prescription_isodose_volume_cc(&d, prescription_gy));
+    let piv = crate::errors::detach(py, || prescription_isodose_volume_cc(&d, prescription_gy))?;
     Ok(isodose_core::qa::paddick_conformity(
         &target_dvh.dvh,
         prescription_gy,

@@ -21,8 +21,12 @@ def test_tour_notebook_runs(tmp_path):
     nbclient.NotebookClient(nb, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(tmp_path)}}).execute()
     text = "".join(o.get("text", "") for c in code for o in c.outputs if o.output_type == "stream")
     images = sum("image/png" in o.get("data", {}) for c in code for o in c.outputs)
-    assert images == 4  # dose slice, depth-dose, DVH, gamma
-    volume, sphere = map(float, re.search(r"volume ([\d.]+) cm³ \(sphere: ([\d.]+) cm³\)", text).groups())
-    assert abs(volume - sphere) <= 0.01 * sphere
+    assert images == 5  # phantom, implant slice, DVHs, proton slice and profile, gamma
+    volume, ellipsoid = map(float, re.search(r"contoured prostate volume ([\d.]+) cm³ \(ellipsoid: ([\d.]+) cm³\)", text).groups())
+    assert abs(volume - ellipsoid) <= 0.01 * ellipsoid
+    # the dij-optimised proton plan covers the gland uniformly around 2 Gy
+    d95, d5 = map(float, re.search(r"proton prostate D95 = ([\d.]+) Gy, D5 = ([\d.]+) Gy", text).groups())
+    assert 0.93 * 2.0 <= d95 <= d5 <= 1.07 * 2.0
+    # a 3 mm setup error fails part of the 2 %/2 mm gamma, not all of it
     rate = float(re.search(r"pass rate ([\d.]+) %", text).group(1))
-    assert 50.0 < rate < 100.0
+    assert 30.0 < rate < 95.0

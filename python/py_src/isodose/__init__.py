@@ -19,9 +19,10 @@ nothing, never a partial dose.
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Union
+from typing import Any, Callable, Optional, Tuple, Union
 
 import numpy as np
+import numpy.typing as npt
 
 from isodose import _isodose
 from isodose._isodose import (
@@ -38,6 +39,8 @@ from isodose._isodose import (
     Structure,
     __version__,
     brachy_dose,
+    demo_phantom,
+    demo_seed_positions,
     paddick_conformity,
     proton_dose,
     read_brachy_plan,
@@ -87,6 +90,8 @@ __all__ = [
     "Dvh",
     "Structure",
     "paddick_conformity",
+    "demo_phantom",
+    "demo_seed_positions",
     "IsodoseError",
     "InputError",
     "DicomError",
@@ -94,7 +99,9 @@ __all__ = [
 ]
 
 
-def tg43_dose_rate(model: str, r_cm, theta_deg, formalism: str = "line") -> np.ndarray:
+def tg43_dose_rate(
+    model: str, r_cm: npt.ArrayLike, theta_deg: npt.ArrayLike, formalism: str = "line"
+) -> npt.NDArray[np.float64]:
     """TG-43 dose rate per unit air-kerma strength, cGy/h/U.
 
     Parameters
@@ -127,10 +134,10 @@ def proton_dij(
     machine: ProtonMachine,
     grid: Optional[Grid] = None,
     backend: str = "auto",
-    hu_to_rsp=None,
+    hu_to_rsp: Optional[Tuple[npt.ArrayLike, npt.ArrayLike]] = None,
     max_bytes: Optional[int] = None,
     progress: ProgressArg = None,
-):
+) -> Any:
     """Dose-influence matrix: voxels x spots, Gy per proton.
 
     Parameters
@@ -162,7 +169,7 @@ def proton_dij(
         ct, plan, machine, grid, backend, hu_to_rsp, max_bytes, progress
     )
     try:
-        from scipy.sparse import csc_matrix
+        from scipy.sparse import csc_matrix  # type: ignore[import-untyped]
     except ImportError:
         return data, indices, indptr, shape
     return csc_matrix((data, indices, indptr), shape=shape)
@@ -246,7 +253,7 @@ def gamma(
 
 def dvh(
     dose: Dose,
-    mask_or_roi: Union[Structure, np.ndarray],
+    mask_or_roi: Union[Structure, npt.ArrayLike],
     subdivisions: int = 4,
     thickness_mm: Optional[float] = None,
 ) -> Dvh:

@@ -1,24 +1,61 @@
 """Type stubs of the native module isodose._isodose."""
 
 from os import PathLike
-from typing import Any, Callable, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Optional, Sequence, Tuple, Union, final
+
 
 import numpy as np
 import numpy.typing as npt
 
 __version__: str
+__all__ = [
+    "CtImage",
+    "Dose",
+    "Grid",
+    "Implant",
+    "ProtonBeam",
+    "ProtonMachine",
+    "ProtonPlan",
+    "RangeShifter",
+    "brachy_dose",
+    "proton_dij_parts",
+    "proton_dose",
+    "read_ct",
+    "read_dose",
+    "read_rtstruct",
+    "seed_models",
+    "tg43_dose_rate",
+    "write_dose",
+    "demo_phantom",
+    "demo_seed_positions",
+    "_raise_internal_panic",
+    "read_brachy_plan",
+    "read_ion_plan",
+    "read_ion_plan_mu",
+    "write_brachy_plan",
+    "Dvh",
+    "GammaResult",
+    "Structure",
+    "dvh",
+    "gamma",
+    "paddick_conformity",
+    "read_structures",
+    "__version__",
+]
 
-ArrayLike = npt.ArrayLike
+_ArrayLike = npt.ArrayLike
+_Progress = Union[None, bool, Callable[[str, int, int], object]]
 
+@final
 class Grid:
     """A regular axis-aligned voxel grid in LPS mm; arrays are (z, y, x)."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         shape: Tuple[int, int, int],
         spacing_mm: Tuple[float, float, float],
         origin_mm: Tuple[float, float, float],
-    ) -> None: ...
+    ) -> Grid: ...
     @property
     def shape(self) -> Tuple[int, int, int]: ...
     @property
@@ -26,15 +63,16 @@ class Grid:
     @property
     def origin_mm(self) -> Tuple[float, float, float]: ...
 
+@final
 class CtImage:
     """A CT in HU; ``hu`` is (z, y, x)."""
 
-    def __init__(
-        self,
-        hu: ArrayLike,
+    def __new__(
+        cls,
+        hu: _ArrayLike,
         spacing_mm: Tuple[float, float, float],
         origin_mm: Tuple[float, float, float],
-    ) -> None: ...
+    ) -> CtImage: ...
     @property
     def hu(self) -> npt.NDArray[np.float32]: ...
     @property
@@ -44,10 +82,11 @@ class CtImage:
     @property
     def frame_of_reference_uid(self) -> Optional[str]: ...
 
+@final
 class Dose:
     """A dose in Gy, float32, (z, y, x), with the backend that computed it."""
 
-    def __init__(self, array: ArrayLike, grid: Grid) -> None: ...
+    def __new__(cls, array: _ArrayLike, grid: Grid) -> Dose: ...
     @property
     def array(self) -> npt.NDArray[np.float32]: ...
     @property
@@ -63,17 +102,18 @@ def tg43_dose_rate(
     formalism: str = "line",
 ) -> npt.NDArray[np.float64]: ...
 
+@final
 class Implant:
     """Seeds of one model; duration_h None means permanent."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         model: str,
-        positions_mm: ArrayLike,
-        air_kerma_strength_u: ArrayLike,
-        directions: Optional[ArrayLike] = None,
+        positions_mm: _ArrayLike,
+        air_kerma_strength_u: _ArrayLike,
+        directions: Optional[_ArrayLike] = None,
         duration_h: Optional[float] = None,
-    ) -> None: ...
+    ) -> Implant: ...
     @property
     def model(self) -> str: ...
     @property
@@ -98,11 +138,12 @@ def brachy_dose(
     implant: Implant,
     grid: Grid,
     backend: str = "auto",
-    progress: Union[None, bool, Callable[[str, int, int], object]] = None,
+    progress: _Progress = None,
 ) -> Dose:
     """Total TG-43 dose (Gy). progress: None, True (tqdm bar) or a callable
     (stage, done, total); Ctrl-C stops the computation."""
 
+@final
 class ProtonMachine:
     @staticmethod
     def generic() -> ProtonMachine: ...
@@ -115,31 +156,33 @@ class ProtonMachine:
     @property
     def r80_mm(self) -> npt.NDArray[np.float64]: ...
 
+@final
 class RangeShifter:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         water_equivalent_thickness_mm: float,
         isocenter_distance_mm: float,
         relative_stopping_power: float = 1.165,
         radiation_length_mm: float = 405.5,
-    ) -> None: ...
+    ) -> RangeShifter: ...
     @property
     def water_equivalent_thickness_mm(self) -> float: ...
     @property
     def isocenter_distance_mm(self) -> float: ...
 
+@final
 class ProtonBeam:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         gantry_deg: float,
         couch_deg: float,
         isocenter_mm: Tuple[float, float, float],
-        energies_mev: ArrayLike,
-        spot_x_mm: ArrayLike,
-        spot_y_mm: ArrayLike,
-        weights: ArrayLike,
+        energies_mev: _ArrayLike,
+        spot_x_mm: _ArrayLike,
+        spot_y_mm: _ArrayLike,
+        weights: _ArrayLike,
         range_shifter: Optional[RangeShifter] = None,
-    ) -> None: ...
+    ) -> ProtonBeam: ...
     @property
     def gantry_deg(self) -> float: ...
     @property
@@ -157,8 +200,9 @@ class ProtonBeam:
     @property
     def range_shifter(self) -> Optional[RangeShifter]: ...
 
+@final
 class ProtonPlan:
-    def __init__(self, beams: Sequence[ProtonBeam], fractions: int = 1) -> None: ...
+    def __new__(cls, beams: Sequence[ProtonBeam], fractions: int = 1) -> ProtonPlan: ...
     @property
     def beams(self) -> list[ProtonBeam]: ...
     @property
@@ -171,8 +215,8 @@ def proton_dose(
     grid: Optional[Grid] = None,
     backend: str = "auto",
     spot_splitting: Optional[str] = None,
-    hu_to_rsp: Optional[Tuple[ArrayLike, ArrayLike]] = None,
-    progress: Union[None, bool, Callable[[str, int, int], object]] = None,
+    hu_to_rsp: Optional[Tuple[_ArrayLike, _ArrayLike]] = None,
+    progress: _Progress = None,
 ) -> Dose: ...
 def proton_dij_parts(
     ct: CtImage,
@@ -180,9 +224,9 @@ def proton_dij_parts(
     machine: ProtonMachine,
     grid: Optional[Grid] = None,
     backend: str = "auto",
-    hu_to_rsp: Optional[Tuple[ArrayLike, ArrayLike]] = None,
+    hu_to_rsp: Optional[Tuple[_ArrayLike, _ArrayLike]] = None,
     max_bytes: Optional[int] = None,
-    progress: Union[None, bool, Callable[[str, int, int], object]] = None,
+    progress: _Progress = None,
 ) -> Tuple[
     npt.NDArray[np.float32],
     npt.NDArray[np.int32],
@@ -206,9 +250,8 @@ def read_rtstruct(
     fractional occupancies from n^3 samples per voxel."""
 
 # --- QA: gamma index, DVHs, structures -------------------------------------
-# The computations release the GIL but have no cancellation hook: Ctrl-C takes
-# effect when they return.
 
+@final
 class GammaResult:
     """Gamma volume on the reference grid and its statistics."""
 
@@ -253,21 +296,22 @@ def gamma(
     max_gamma: float = 2.0,
     search_step: float = 0.1,
     normalisation_gy: Optional[float] = None,
-    progress: Union[None, bool, Callable[[str, int, int], object]] = None,
+    progress: _Progress = None,
 ) -> GammaResult:
     """backend: "cpu" (f64 reference), "gpu" (WGSL port, f32; GpuError without
     an adapter) or "auto" (a hardware GPU when present, else the CPU)."""
 
+@final
 class Structure:
     """Closed planar contours on axial planes (LPS mm); each plane a slab
     half-way to its neighbours, a single plane a slab of thickness_mm."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         name: str,
-        contours: Sequence[ArrayLike],
+        contours: Sequence[_ArrayLike],
         thickness_mm: Optional[float] = None,
-    ) -> None: ...
+    ) -> Structure: ...
     @property
     def name(self) -> str: ...
     @property
@@ -293,6 +337,7 @@ def read_structures(
     path: Union[str, PathLike[str]], thickness_mm: Optional[float] = None
 ) -> dict[str, Structure]: ...
 
+@final
 class Dvh:
     """Dose-volume histogram of one structure: doses in Gy, volumes in cm3."""
 
@@ -332,7 +377,7 @@ class Dvh:
 
 def dvh(
     dose: Dose,
-    mask_or_roi: Union[Structure, ArrayLike],
+    mask_or_roi: Union[Structure, _ArrayLike],
     subdivisions: int = 4,
     thickness_mm: Optional[float] = None,
 ) -> Dvh: ...
@@ -359,3 +404,13 @@ def write_brachy_plan(
     label: str = "",
 ) -> str:
     """Writes an RT Plan (brachy); returns its SOP instance UID."""
+
+# --- Demo phantom --------------------------------------------------------------
+
+def demo_phantom() -> Tuple[CtImage, dict[str, npt.NDArray[np.bool_]]]:
+    """The phantom of ``isodose demo``: CT (HU, 1 mm) and ROI masks (z, y, x)."""
+
+def demo_seed_positions() -> npt.NDArray[np.float64]:
+    """Seed centres (x, y, z) of the demo implant, mm, (n, 3)."""
+
+def _raise_internal_panic(worker: bool = False) -> None: ...

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Optional
+
 
 class TqdmProgress:
     """A callable ``(stage, done, total)`` that shows one tqdm bar per stage
@@ -9,12 +11,12 @@ class TqdmProgress:
 
     def __init__(self) -> None:
         try:
-            from tqdm.auto import tqdm
+            from tqdm.auto import tqdm  # type: ignore[import-untyped]
         except ImportError as e:  # pragma: no cover - depends on the environment
             raise ImportError("progress=True needs tqdm: pip install tqdm") from e
         self._tqdm = tqdm
-        self._bar = None
-        self._stage = None
+        self._bar: Any = None
+        self._stage: Optional[str] = None
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         if stage != self._stage:
