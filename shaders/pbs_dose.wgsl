@@ -63,7 +63,7 @@ struct Pencil {
     iso: vec4<f32>,           // x_iso, y_iso (mm), 1/SAD_x, 1/SAD_y (1/mm)
     depth: vec4<f32>,         // Δ0 (mm), 1/step (1/mm), last node index, protons
     err: vec4<f32>,           // error bound of t, of lateral distances (mm); largest cut-off radius (mm); 0
-    index: vec4<u32>,         // first node in `nodes`, beam, 0, 0
+    index: vec4<u32>,         // first node in `nodes`, beam, first word of its f64 block in `rows` (dij only), 0
     exact: vec4<u32>,         // f64 bits (low, high) of Δ0 and of 1/step, as the CPU has them
 }
 
@@ -315,6 +315,56 @@ fn f64_upper_half(t: vec2<u32>) -> bool {
     return ((m.x >> q) & 1u) == 1u;
 }
 
+fn f64_neg(a: vec2<u32>) -> vec2<u32> {
+    return vec2<u32>(a.x, a.y ^ 0x80000000u);
+}
+
+// a <= b for non-negative f64s (which order as their bits)
+fn f64_le_nonneg(a: vec2<u32>, b: vec2<u32>) -> bool {
+    return !u64_less(b, a);
+}
+
+// The CPU's lateral cut-off test of voxel (i, j, k) and pencil p in its own
+// f64 arithmetic (engine::gpu::pbs::voxel_dose, the operations of the CPU's
+// `visit` in their order): dx² + dy² <= cut-off² of node `near`. Reads the
+// pencil's f64 block in `rows` from p.index.z: x_iso, y_iso, 1/SAD_x,
+// 1/SAD_y, the beam's (x, y) of voxel (0, 0, 0) and their steps along i, j
+// and k, then the cut-off² of every node. Only the dij kernels bind such
+// blocks.
+fn cpu_inside(i: u32, j: u32, k: u32, p: Pencil, near: u32) -> bool {
+    let e = p.index.z;
+    let bm = beams[p.index.y];
+    let x_iso = rows[e];
+    let y_iso = rows[e + 1u];
+    let inv_sad_x = rows[e + 2u];
+    let inv_sad_y = rows[e + 3u];
+    let fi = f64_from_u32(i);
+    let jf = f64_from_u32(j);
+    let kf = f64_from_u32(k);
+    let row_x = f64_add(f64_add(rows[e + 4u], f64_mul(jf, rows[e + 8u])), f64_mul(kf, rows[e + 10u]));
+    let row_y = f64_add(f64_add(rows[e + 5u], f64_mul(jf, rows[e + 9u])), f64_mul(kf, rows[e + 11u]));
+    let row_delta = rows[bm.exact.z + k * params.ny + j];
+    let fast = bm.exact.w == 1u;
+    var delta = row_delta;
+    if (!fast) {
+        delta = f64_add(row_delta, f64_mul(fi, bm.exact.xy));
+    }
+    let one = vec2<u32>(0u, 0x3ff00000u);
+    let cx = f64_mul(x_iso, f64_add(one, f64_mul(delta, inv_sad_x)));
+    let cy = f64_mul(y_iso, f64_add(one, f64_mul(delta, inv_sad_y)));
+    var dx: vec2<u32>;
+    var dy: vec2<u32>;
+    if (fast) {
+        dx = f64_add(f64_add(row_x, f64_neg(cx)), f64_mul(fi, rows[e + 6u]));
+        dy = f64_add(f64_add(row_y, f64_neg(cy)), f64_mul(fi, rows[e + 7u]));
+    } else {
+        dx = f64_add(f64_add(row_x, f64_mul(fi, rows[e + 6u])), f64_neg(cx));
+        dy = f64_add(f64_add(row_y, f64_mul(fi, rows[e + 7u])), f64_neg(cy));
+    }
+    let d2 = f64_add(f64_mul(dx, dx), f64_mul(dy, dy));
+    return f64_le_nonneg(d2, rows[e + 12u + near]);
+}
+
 fn defer_to_host(voxel: u32, pencil: u32) {
     let n = atomicAdd(&ambiguous.count, 1u);
     if (n < params.ambiguous_capacity) {
@@ -352,11 +402,13 @@ fn beam_coordinates(beam: u32, fi: f32, fj: f32, fk: f32) -> vec3<f32> {
     return bm.base.xyz + fi * bm.dbx.xyz + fj * bm.dby.xyz + fk * bm.dbz.xyz;
 }
 
-// The pair (voxel (i, j, k0 + kk) at beam coordinates b, pencil p): the CPU's
-// for_each_voxel test and lateral_dose_per_proton. With `exact`, a pair
-// within rounding of t = 0, t = last or t = n + 1/2 is decided with the CPU's
-// f64 t; without, it is returned as TIE.
-fn term(b: vec3<f32>, i: u32, j: u32, kk: u32, p: Pencil, exact: bool) -> Term {
+// The pair (voxel (i, j, k) of the grid at beam coordinates b, pencil p):
+// the CPU's for_each_voxel test and lateral_dose_per_proton. With `exact`, a
+// pair within rounding of t = 0, t = last or t = n + 1/2 is decided with the
+// CPU's f64 t; without, it is returned as TIE. With `defer`, a pair within
+// rounding of the lateral cut-off is returned as HOST; without, it is
+// decided with the CPU's f64 arithmetic (`cpu_inside`; the dij kernels).
+fn term(b: vec3<f32>, i: u32, j: u32, k: u32, p: Pencil, exact: bool, defer: bool) -> Term {
     let delta = b.z;
     let t = (delta - p.depth.x) * p.depth.y;
     let last = p.depth.z;
@@ -382,7 +434,7 @@ fn term(b: vec3<f32>, i: u32, j: u32, kk: u32, p: Pencil, exact: bool) -> Term {
             return Term(TIE, 0.0);
         }
         let bm = beams[p.index.y];
-        let row = rows[bm.exact.z + (params.k0 + kk) * params.ny + j];
+        let row = rows[bm.exact.z + k * params.ny + j];
         let t64 = cpu_t(row, bm.exact.xy, bm.exact.w == 1u, i, p.exact.xy, p.exact.zw);
         // 0 <= t < last (positive f64s order as their bits)
         if (!f64_is_zero(t64)
@@ -404,7 +456,12 @@ fn term(b: vec3<f32>, i: u32, j: u32, kk: u32, p: Pencil, exact: bool) -> Term {
     }
     let inner = near.halo.w - le;
     if (inner <= 0.0 || d2 >= inner * inner) {
-        return Term(HOST, 0.0);
+        if (defer) {
+            return Term(HOST, 0.0);
+        }
+        if (!cpu_inside(i, j, k, p, n + select(0u, 1u, upper))) {
+            return Term(SKIP, 0.0);
+        }
     }
     let core_amp = n0.core.x + frac * (n1.core.x - n0.core.x);
     let halo_amp = n0.halo.x + frac * (n1.halo.x - n0.halo.x);
@@ -473,7 +530,7 @@ fn main(
             beam = p.index.y;
             b = beam_coordinates(beam, fi, fj, fk);
         }
-        var r = term(b, i, j, kk, p, exact);
+        var r = term(b, i, j, params.k0 + kk, p, exact, true);
         if (r.status == TIE) {
             if (params.exact_ties == 0u) {
                 defer_to_host(v, pi);
@@ -484,7 +541,7 @@ fn main(
                 queued = queued + 1u;
                 continue;
             }
-            r = term(b, i, j, kk, p, true);
+            r = term(b, i, j, params.k0 + kk, p, true, true);
         }
         if (r.status == HOST) {
             defer_to_host(v, pi);

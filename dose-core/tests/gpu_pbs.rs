@@ -1,5 +1,6 @@
-//! The proton PBS forward-dose GPU kernel against the CPU reference, on
-//! random valid plans and phantoms and on one fixed heterogeneous case.
+//! The proton PBS GPU kernels (forward dose and dij) against the CPU
+//! reference, on random valid plans and phantoms and on one fixed
+//! heterogeneous case.
 //!
 //! These tests run on any machine: with no hardware GPU, wgpu uses Mesa's
 //! software Vulkan driver (lavapipe; Debian `mesa-vulkan-drivers`). A missing
@@ -10,7 +11,7 @@
 
 use isodose_core::physics::hlut::Hlut;
 use isodose_core::proton::{
-    DoseOptions, ProtonBeam, ProtonMachine, ProtonPlan, RangeShifter, Spot, SpotSplitting,
+    Dij, DoseOptions, ProtonBeam, ProtonMachine, ProtonPlan, RangeShifter, Spot, SpotSplitting,
 };
 use isodose_core::{
     BackendChoice, BackendKind, CtVolume, DEFAULT_DIJ_LIMIT_BYTES, DoseGrid, Engine, Grid3, Volume,
@@ -75,6 +76,23 @@ fn support_mismatch(cpu: &DoseGrid, gpu: &DoseGrid) -> usize {
         .count()
 }
 
+/// The GPU dij against the CPU's: the same entries (column sizes and row
+/// indices: every decision at a cut-off, range or half-node boundary is
+/// taken with the CPU's f64 arithmetic), and max |gpu − cpu| over the
+/// entries as a fraction of the largest entry.
+fn compare_dij(cpu: &Dij, gpu: &Dij) -> f64 {
+    assert_eq!(cpu.shape(), gpu.shape());
+    assert_eq!(cpu.col_ptr(), gpu.col_ptr(), "column sizes differ");
+    assert!(cpu.row_idx() == gpu.row_idx(), "row indices differ");
+    let max = cpu.values().iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(max > 0.0);
+    cpu.values()
+        .iter()
+        .zip(gpu.values())
+        .map(|(c, g)| f64::from((c - g).abs() / max))
+        .fold(0.0, f64::max)
+}
+
 /// A box phantom of water with slabs of other HU values across it.
 fn phantom(shape: [usize; 3], spacing: [f64; 3], slabs: &[(usize, f64, f64, f32)]) -> CtVolume {
     let origin = [
@@ -118,8 +136,13 @@ fn an_explicit_gpu_engine_computes_pbs_on_the_gpu() {
             adapter: adapter.clone()
         }
     );
-    // the dij stays on the CPU, on every engine
-    assert!(matches!(g.pbs_dij_backend(), BackendKind::Cpu { .. }));
+    // the dij runs on the GPU too
+    assert_eq!(
+        g.pbs_dij_backend(),
+        BackendKind::Gpu {
+            adapter: adapter.clone()
+        }
+    );
     let ct = phantom([12, 30, 14], [2.0; 3], &[]);
     let plan = ProtonPlan::new(
         vec![
@@ -139,16 +162,21 @@ fn an_explicit_gpu_engine_computes_pbs_on_the_gpu() {
     let (dose, backend) = g
         .pbs_dose_with_backend(&ct, &plan, machine(), None, &options)
         .unwrap();
-    assert_eq!(backend, BackendKind::Gpu { adapter });
+    assert_eq!(
+        backend,
+        BackendKind::Gpu {
+            adapter: adapter.clone()
+        }
+    );
     let (reference, cpu_backend) = cpu()
         .pbs_dose_with_backend(&ct, &plan, machine(), None, &options)
         .unwrap();
     assert!(matches!(cpu_backend, BackendKind::Cpu { .. }));
     let (worst, at) = compare(&reference, &dose);
     assert!(worst <= TOLERANCE, "worst {worst:e} at {at:?}");
-    // the dij of a GPU engine (CPU) times the weights is the GPU dose
-    let dij = g
-        .pbs_dij(
+    // the GPU dij times the weights is the GPU dose
+    let (dij, dij_backend) = g
+        .pbs_dij_with_backend(
             &ct,
             &plan,
             machine(),
@@ -157,6 +185,7 @@ fn an_explicit_gpu_engine_computes_pbs_on_the_gpu() {
             DEFAULT_DIJ_LIMIT_BYTES,
         )
         .unwrap();
+    assert_eq!(dij_backend, BackendKind::Gpu { adapter });
     let from_dij = dij.dose(&[1e9, 5e8]).unwrap();
     let max = max_of(&reference);
     assert!(max > 0.0);
@@ -228,6 +257,33 @@ fn gpu_matches_cpu_on_a_heterogeneous_phantom() {
     assert!(max_of(&a) > 0.0);
     assert_eq!(support_mismatch(&a, &b), 0);
     assert!(worst <= TOLERANCE, "worst {worst:e} at {at:?}");
+    // the dij (all spots, 3 x 3 sub-pencils each) on both backends
+    let da = cpu()
+        .pbs_dij(
+            &ct,
+            &plan,
+            machine(),
+            None,
+            &options,
+            DEFAULT_DIJ_LIMIT_BYTES,
+        )
+        .unwrap();
+    let db = g
+        .pbs_dij(
+            &ct,
+            &plan,
+            machine(),
+            None,
+            &options,
+            DEFAULT_DIJ_LIMIT_BYTES,
+        )
+        .unwrap();
+    let worst = compare_dij(&da, &db);
+    println!(
+        "heterogeneous phantom dij: {} entries, worst |gpu - cpu| / max {worst:.2e}",
+        da.nnz()
+    );
+    assert!(worst <= TOLERANCE, "dij worst {worst:e}");
 }
 
 /// A random plan: 1 or 2 beams (gantry and couch random or cardinal), each
@@ -299,5 +355,11 @@ proptest! {
         println!("max {max:.3e} Gy: worst |gpu - cpu| / max {worst:.2e} at {at:?}");
         prop_assert_eq!(support_mismatch(&a, &b), 0);
         prop_assert!(worst <= TOLERANCE, "worst {:e} at {:?}", worst, at);
+        // the dij on both backends
+        let da = cpu().pbs_dij(&ct, &plan, machine(), dose_grid.as_ref(), &options, DEFAULT_DIJ_LIMIT_BYTES).unwrap();
+        let db = g.pbs_dij(&ct, &plan, machine(), dose_grid.as_ref(), &options, DEFAULT_DIJ_LIMIT_BYTES).unwrap();
+        let worst = compare_dij(&da, &db);
+        println!("dij: {} entries, worst |gpu - cpu| / max {worst:.2e}", da.nnz());
+        prop_assert!(worst <= TOLERANCE, "dij worst {:e}", worst);
     }
 }

@@ -123,3 +123,20 @@ def test_gpu_dose_matches_cpu_or_says_why(machine):
         return
     assert gpu.backend.startswith("gpu")
     np.testing.assert_allclose(gpu.array, cpu, atol=1e-4 * cpu.max())
+
+
+def test_gpu_dij_matches_cpu_or_says_why(machine):
+    """On the GPU backend the dij has exactly the CPU's entries (same CSC
+    structure) and its values within f32 rounding (1e-4 of the largest);
+    without any adapter the error is GpuError."""
+    ct = water()
+    cpu = isodose.proton_dij(ct, plan(), machine, backend="cpu")
+    try:
+        gpu = isodose.proton_dij(ct, plan(), machine, backend="gpu")
+    except isodose.GpuError as e:
+        assert "adapter" in str(e)
+        return
+    assert gpu.shape == cpu.shape
+    np.testing.assert_array_equal(gpu.indptr, cpu.indptr)
+    np.testing.assert_array_equal(gpu.indices, cpu.indices)
+    np.testing.assert_allclose(gpu.data, cpu.data, atol=1e-4 * cpu.data.max())

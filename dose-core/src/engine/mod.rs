@@ -193,9 +193,9 @@ impl Engine {
     /// on a hardware GPU), else the CPU. (Under `Auto`, a GPU failure during
     /// a calculation falls back to the CPU for that calculation;
     /// [`Engine::pbs_dose_with_backend`] reports the backend that actually
-    /// ran.) The dij ([`Engine::pbs_dij`]) always runs on the CPU:
-    /// [`Engine::pbs_dij_backend`]. Never an error at present; the `Result`
-    /// is kept for backends that cannot run protons.
+    /// ran.) The dij ([`Engine::pbs_dij`]) runs on the same backend. Never
+    /// an error at present; the `Result` is kept for backends that cannot
+    /// run protons.
     pub fn pbs_backend(&self) -> Result<BackendKind> {
         Ok(match &self.backend {
             gpu @ BackendKind::Gpu { .. } => gpu.clone(),
@@ -204,9 +204,14 @@ impl Engine {
     }
 
     /// The backend the dose-influence matrix ([`Engine::pbs_dij`]) runs on:
-    /// always the CPU reference backend (rayon), also on a `Gpu` engine.
+    /// the engine's GPU when it has one, else the CPU (under `Auto`, a GPU
+    /// failure falls back to the CPU for that calculation;
+    /// [`Engine::pbs_dij_with_backend`] reports the backend that ran).
     pub fn pbs_dij_backend(&self) -> BackendKind {
-        cpu_kind()
+        match &self.backend {
+            gpu @ BackendKind::Gpu { .. } => gpu.clone(),
+            BackendKind::Cpu { .. } => cpu_kind(),
+        }
     }
 
     /// The backend this engine runs on.
@@ -337,9 +342,12 @@ impl Engine {
     /// allocating it, when it would need more than `max_bytes`
     /// ([`DEFAULT_DIJ_LIMIT_BYTES`] is a reasonable default).
     ///
-    /// Always computed on the CPU reference backend, whatever the engine's
-    /// backend (a `Gpu` engine included: only the forward dose is ported to
-    /// the GPU); see [`Engine::pbs_dij_backend`].
+    /// Runs on [`Engine::pbs_dij_backend`]. On the GPU
+    /// (`shaders/pbs_dij.wgsl`, count then fill) the entries are those of the
+    /// CPU reference but for voxels within f32 rounding of a pencil's
+    /// lateral cut-off (kept by one backend only, at the cut-off level), and
+    /// the values agree to f32 rounding. With `Auto`, a GPU failure falls
+    /// back to the CPU with a message on stderr; with `Gpu` it is an error.
     pub fn pbs_dij(
         &self,
         ct: &CtVolume,
@@ -349,9 +357,46 @@ impl Engine {
         options: &DoseOptions,
         max_bytes: usize,
     ) -> Result<Dij> {
+        self.pbs_dij_with_backend(ct, plan, machine, dose_grid, options, max_bytes)
+            .map(|(dij, _)| dij)
+    }
+
+    /// As [`Engine::pbs_dij`], with the backend that computed the matrix
+    /// (the CPU after an `Auto` fall-back).
+    pub fn pbs_dij_with_backend(
+        &self,
+        ct: &CtVolume,
+        plan: &ProtonPlan,
+        machine: &ProtonMachine,
+        dose_grid: Option<&Grid3>,
+        options: &DoseOptions,
+        max_bytes: usize,
+    ) -> Result<(Dij, BackendKind)> {
         let grid = dose_grid.unwrap_or(ct.grid());
         let beams = self.prepare(ct, plan, machine, grid, options, false)?;
-        proton_cpu::pbs_dij(&beams, grid, plan.spot_count(), max_bytes, &self.progress)
+        #[cfg(feature = "gpu")]
+        if let Some(ctx) = &self.gpu {
+            match gpu::dij::pbs_dij(
+                ctx,
+                &beams,
+                grid,
+                plan.spot_count(),
+                max_bytes,
+                &self.progress,
+            ) {
+                Ok(dij) => return Ok((dij, self.backend.clone())),
+                Err(e @ DoseError::BackendUnavailable { .. })
+                    if self.choice == BackendChoice::Auto =>
+                {
+                    eprintln!("isodose: GPU dij failed ({e}); computing it on the CPU");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((
+            proton_cpu::pbs_dij(&beams, grid, plan.spot_count(), max_bytes, &self.progress)?,
+            cpu_kind(),
+        ))
     }
 
     fn prepare(

@@ -125,7 +125,8 @@ pub struct PbsPencil {
     /// Error bound of t, error bound of lateral distances (mm), largest
     /// cut-off radius (mm), 0.
     pub err: [f32; 4],
-    /// First node in the batch's node buffer, beam index, 0, 0.
+    /// First node in the batch's node buffer, beam index, first word of the
+    /// pencil's f64 block in the row buffer (dij kernels only; else 0), 0.
     pub index: [u32; 4],
     /// f64 bits (low, high words) of Δ0 and of 1/step.
     pub exact: [u32; 4],
@@ -140,6 +141,28 @@ pub struct PbsNode {
     pub core: [f32; 4],
     /// Halo amplitude (Gy per proton), 1/2σhx², 1/2σhy² (1/mm²), cut-off (mm).
     pub halo: [f32; 4],
+}
+
+/// Must match `struct DijSpot` in shaders/pbs_dij.wgsl: one spot (dij
+/// column) of a batch.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct DijSpot {
+    /// First pencil in the batch's pencil buffer, pencils, first row record
+    /// of the spot's box in the batch's work buffer, 0.
+    pub pencils: [u32; 4],
+    /// k0, nk, j0, nj: the rows (z, y) of the spot's bounding box.
+    pub rows_box: [u32; 4],
+    /// i0, i1: the x range of the box; the column's first entry in the fill
+    /// batch's output; 0.
+    pub cols: [u32; 4],
+    /// A point of the culling cylinder's axis (mm, relative to the grid
+    /// origin) and its radius (mm).
+    pub axis: [f32; 4],
+    /// Unit direction of the axis (LPS), 0.
+    pub dir: [f32; 4],
+    /// Voxel spacing of the grid (mm), 0.
+    pub spacing: [f32; 4],
 }
 
 #[cfg(test)]
@@ -303,6 +326,41 @@ mod tests {
         // the ambiguous pairs start 8 bytes in (the host clears that header)
         let (_, offsets) = find("Ambiguous");
         assert_eq!(offsets[2], ("pairs".to_owned(), 8));
+    }
+
+    /// The dij kernel's spot record (its module is pbs_dose.wgsl followed by
+    /// pbs_dij.wgsl).
+    #[test]
+    fn dij_spot_matches_the_shader() {
+        let module = naga::front::wgsl::parse_str(super::super::PBS_DIJ_WGSL).unwrap();
+        let mut layouter = naga::proc::Layouter::default();
+        layouter.update(module.to_ctx()).unwrap();
+        let (handle, ty) = module
+            .types
+            .iter()
+            .find(|(_, t)| t.name.as_deref() == Some("DijSpot"))
+            .unwrap();
+        let naga::TypeInner::Struct { members, .. } = &ty.inner else {
+            panic!("DijSpot is not a struct");
+        };
+        assert_eq!(layouter[handle].size as usize, size_of::<DijSpot>());
+        use std::mem::offset_of;
+        let rust = [
+            ("pencils", offset_of!(DijSpot, pencils)),
+            ("rows_box", offset_of!(DijSpot, rows_box)),
+            ("cols", offset_of!(DijSpot, cols)),
+            ("axis", offset_of!(DijSpot, axis)),
+            ("dir", offset_of!(DijSpot, dir)),
+            ("spacing", offset_of!(DijSpot, spacing)),
+        ];
+        let shader: Vec<(String, usize)> = members
+            .iter()
+            .map(|m| (m.name.clone().unwrap_or_default(), m.offset as usize))
+            .collect();
+        assert_eq!(shader.len(), rust.len());
+        for ((name, off), (n, o)) in rust.iter().zip(&shader) {
+            assert_eq!((name, off), (&n.as_str(), o), "DijSpot.{name}");
+        }
     }
 
     /// Every shader parses and validates (a broken shader fails here, in CI).

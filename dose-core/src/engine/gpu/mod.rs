@@ -5,6 +5,7 @@
 //! the GPU is asked for explicitly, so that the kernels are tested for real on
 //! machines without a GPU; `BackendChoice::Auto` uses only hardware adapters.
 
+pub(crate) mod dij;
 pub(crate) mod gamma;
 pub(crate) mod layout;
 pub(crate) mod pbs;
@@ -21,11 +22,21 @@ pub const GAMMA_WGSL: &str = include_str!("../../../../shaders/gamma.wgsl");
 /// The WGSL source of the proton PBS forward-dose kernel.
 pub const PBS_DOSE_WGSL: &str = include_str!("../../../../shaders/pbs_dose.wgsl");
 
+/// The WGSL module of the proton dij kernels: `shaders/pbs_dose.wgsl`
+/// (structs, bindings and the pair function they share) followed by
+/// `shaders/pbs_dij.wgsl` (entry points `dij_count` and `dij_fill`).
+pub const PBS_DIJ_WGSL: &str = concat!(
+    include_str!("../../../../shaders/pbs_dose.wgsl"),
+    "\n",
+    include_str!("../../../../shaders/pbs_dij.wgsl")
+);
+
 /// Every kernel: (file name in `shaders/`, WGSL source).
 pub const SHADERS: &[(&str, &str)] = &[
     ("tg43_dose.wgsl", TG43_DOSE_WGSL),
     ("gamma.wgsl", GAMMA_WGSL),
     ("pbs_dose.wgsl", PBS_DOSE_WGSL),
+    ("pbs_dose.wgsl + pbs_dij.wgsl", PBS_DIJ_WGSL),
 ];
 
 /// Workgroup size of every kernel (must match `@workgroup_size` in the shaders).
@@ -41,6 +52,8 @@ pub struct GpuContext {
     tg43: wgpu::ComputePipeline,
     gamma: wgpu::ComputePipeline,
     pbs_dose: wgpu::ComputePipeline,
+    dij_count: wgpu::ComputePipeline,
+    dij_fill: wgpu::ComputePipeline,
 }
 
 fn gpu_error(reason: impl Into<String>) -> DoseError {
@@ -51,23 +64,39 @@ fn gpu_error(reason: impl Into<String>) -> DoseError {
 
 /// Compiles the kernel `main` of a WGSL source; a validation error names the file.
 fn pipeline(device: &wgpu::Device, name: &str, source: &str) -> Result<wgpu::ComputePipeline> {
+    pipelines(device, name, source, &["main"]).map(|mut p| p.remove(0))
+}
+
+/// Compiles the entry points `entries` of one WGSL module; a validation
+/// error names the file.
+fn pipelines(
+    device: &wgpu::Device,
+    name: &str,
+    source: &str,
+    entries: &[&str],
+) -> Result<Vec<wgpu::ComputePipeline>> {
     let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some(name),
         source: wgpu::ShaderSource::Wgsl(source.into()),
     });
-    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-        label: Some(name),
-        layout: None,
-        module: &module,
-        entry_point: Some("main"),
-        compilation_options: wgpu::PipelineCompilationOptions::default(),
-        cache: None,
-    });
+    let pipelines = entries
+        .iter()
+        .map(|entry| {
+            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: None,
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: wgpu::PipelineCompilationOptions::default(),
+                cache: None,
+            })
+        })
+        .collect();
     if let Some(e) = pollster::block_on(scope.pop()) {
         return Err(gpu_error(format!("shader {name}.wgsl: {e}")));
     }
-    Ok(pipeline)
+    Ok(pipelines)
 }
 
 impl GpuContext {
@@ -101,6 +130,10 @@ impl GpuContext {
         let tg43 = pipeline(&device, "tg43_dose", TG43_DOSE_WGSL)?;
         let gamma = pipeline(&device, "gamma", GAMMA_WGSL)?;
         let pbs_dose = pipeline(&device, "pbs_dose", PBS_DOSE_WGSL)?;
+        let [dij_count, dij_fill]: [wgpu::ComputePipeline; 2] =
+            pipelines(&device, "pbs_dij", PBS_DIJ_WGSL, &["dij_count", "dij_fill"])?
+                .try_into()
+                .map_err(|_| gpu_error("shader pbs_dij.wgsl: two entry points expected"))?;
         Ok(Self {
             device,
             queue,
@@ -109,6 +142,8 @@ impl GpuContext {
             tg43,
             gamma,
             pbs_dose,
+            dij_count,
+            dij_fill,
         })
     }
 

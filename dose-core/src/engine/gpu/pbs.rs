@@ -127,11 +127,11 @@ pub(crate) fn pbs_dose(ctx: &GpuContext, beams: &[PreparedBeam], grid: &Grid3) -
 /// Beam coordinates of the voxel lattice, computed exactly as the CPU's
 /// `visit` computes them, and bounds on their magnitudes.
 #[derive(Clone, Copy, Debug)]
-struct BeamGeometry {
-    b0: [f64; 3],
-    dbx: [f64; 3],
-    dby: [f64; 3],
-    dbz: [f64; 3],
+pub(super) struct BeamGeometry {
+    pub(super) b0: [f64; 3],
+    pub(super) dbx: [f64; 3],
+    pub(super) dby: [f64; 3],
+    pub(super) dbz: [f64; 3],
     /// The CPU's fast path: rows perpendicular to the beam (Δ per row).
     fast: bool,
     /// Σ |terms| of each coordinate over the grid (bounds |x|, |y|, |Δ|), mm.
@@ -141,7 +141,7 @@ struct BeamGeometry {
 }
 
 impl BeamGeometry {
-    fn new(frame: &BeamFrame, g: &Grid3) -> Self {
+    pub(super) fn new(frame: &BeamFrame, g: &Grid3) -> Self {
         let (o, s) = (g.origin_mm(), g.spacing_mm());
         let b0 = frame.to_beam(&o);
         let bx = frame.to_beam(&(o + Vector3::new(s.x, 0.0, 0.0)));
@@ -171,7 +171,7 @@ impl BeamGeometry {
 
     /// The GPU record; the beam's rows start at `first_row` of the row
     /// buffer.
-    fn gpu(&self, first_row: u32) -> PbsBeam {
+    pub(super) fn gpu(&self, first_row: u32) -> PbsBeam {
         let v = |a: [f64; 3]| [a[0] as f32, a[1] as f32, a[2] as f32, 0.0];
         let [lo, hi] = f64_words(self.dbx[2]);
         let mut dbx = v(self.dbx);
@@ -190,7 +190,7 @@ impl BeamGeometry {
 
     /// f64 bits of the CPU's Δ of every row (j, k), k-major, as `visit`
     /// computes it (`row_b[2]`).
-    fn row_deltas(&self, ny: usize, nz: usize) -> impl Iterator<Item = [u32; 2]> + '_ {
+    pub(super) fn row_deltas(&self, ny: usize, nz: usize) -> impl Iterator<Item = [u32; 2]> + '_ {
         let (b0, dby, dbz) = (self.b0, self.dby, self.dbz);
         (0..nz).flat_map(move |k| {
             (0..ny).map(move |j| {
@@ -202,7 +202,7 @@ impl BeamGeometry {
 }
 
 /// The bits of `v` as (low, high) 32-bit words, as the shader reads an f64.
-fn f64_words(v: f64) -> [u32; 2] {
+pub(super) fn f64_words(v: f64) -> [u32; 2] {
     let b = v.to_bits();
     [b as u32, (b >> 32) as u32]
 }
@@ -210,7 +210,7 @@ fn f64_words(v: f64) -> [u32; 2] {
 /// Dose per proton (Gy) of `pencil` at voxel (k, j, i), in f64 with the
 /// arithmetic of the CPU's `visit` (same operations in the same order, so the
 /// same decisions at every boundary): zero where the CPU visits no voxel.
-fn voxel_dose(pencil: &Pencil, g: &BeamGeometry, k: usize, j: usize, i: usize) -> f64 {
+pub(super) fn voxel_dose(pencil: &Pencil, g: &BeamGeometry, k: usize, j: usize, i: usize) -> f64 {
     if pencil.nodes.len() < 2 {
         return 0.0;
     }
@@ -392,6 +392,35 @@ fn job<'a>(
     p: &'a Pencil,
     lattice: &Lattice,
 ) -> Job<'a> {
+    let (record, distance_err) = pencil_record(beam, geom, p);
+    let (a, b) = pencil_axis(frame, p);
+    let radius = p.max_radius + distance_err + 1.0 + lattice.half_diagonal;
+    let layers = lattice.layers(&a, &b, radius);
+    Job {
+        beam,
+        pencil: p,
+        record,
+        a,
+        b,
+        radius,
+        layers,
+    }
+}
+
+/// The end points (world, mm) of a pencil's ray over its depth nodes.
+fn pencil_axis(frame: &BeamFrame, p: &Pencil) -> (Point3<f64>, Point3<f64>) {
+    let last_delta = p.delta0 + (p.nodes.len().max(1) - 1) as f64 * p.step;
+    let axis = |d: f64| {
+        let (x, y) = p.centre(d);
+        frame.from_beam(x, y, d)
+    };
+    (axis(p.delta0), axis(last_delta))
+}
+
+/// The GPU record of a pencil of beam `beam` (protons = its weight; node
+/// offset 0, filled in per batch) and the bound on the f32 error of its
+/// lateral distances (mm). Needs at least two depth nodes.
+pub(super) fn pencil_record(beam: usize, geom: &BeamGeometry, p: &Pencil) -> (PbsPencil, f64) {
     let last = (p.nodes.len() - 1) as f64;
     let inv_step = 1.0 / p.step;
     let [mx, my, md] = geom.magnitude;
@@ -409,18 +438,8 @@ fn job<'a>(
     let lateral_err = e + centre_err + U * (mx.max(my) + centre_max);
     // distance √(dx² + dy²): both offsets and the squares, doubled
     let distance_err = 2.0 * (1.5 * lateral_err + 2.0 * U * p.max_radius) + 1e-7;
-    let last_delta = p.delta0 + last * p.step;
-    let axis = |d: f64| {
-        let (x, y) = p.centre(d);
-        frame.from_beam(x, y, d)
-    };
-    let (a, b) = (axis(p.delta0), axis(last_delta));
-    let radius = p.max_radius + distance_err + 1.0 + lattice.half_diagonal;
-    let layers = lattice.layers(&a, &b, radius);
-    Job {
-        beam,
-        pencil: p,
-        record: PbsPencil {
+    (
+        PbsPencil {
             iso: [
                 p.x_iso as f32,
                 p.y_iso as f32,
@@ -440,14 +459,11 @@ fn job<'a>(
                 [d0, d1, s0, s1]
             },
         },
-        a,
-        b,
-        radius,
-        layers,
-    }
+        distance_err,
+    )
 }
 
-fn node(n: &DepthNode) -> PbsNode {
+pub(super) fn node(n: &DepthNode) -> PbsNode {
     PbsNode {
         core: [
             n.core_amplitude as f32,
@@ -537,7 +553,7 @@ struct Buffers {
     bind_group: Option<wgpu::BindGroup>,
 }
 
-fn buffer(
+pub(super) fn buffer(
     device: &wgpu::Device,
     label: &str,
     bytes: u64,
@@ -614,12 +630,12 @@ fn ambiguous_buffers(ctx: &GpuContext, pairs: u64) -> (wgpu::Buffer, wgpu::Buffe
     )
 }
 
-fn storage_dst() -> wgpu::BufferUsages {
+pub(super) fn storage_dst() -> wgpu::BufferUsages {
     wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST
 }
 
 /// Maps `bytes` of `buf` for reading, waits, and hands the bytes to `f`.
-fn read_back<T>(
+pub(super) fn read_back<T>(
     ctx: &GpuContext,
     buf: &wgpu::Buffer,
     bytes: u64,
@@ -1079,6 +1095,79 @@ mod tests {
 
     fn machine() -> &'static crate::proton::ProtonMachine {
         crate::proton::generic::generic_machine().unwrap()
+    }
+
+    /// The GPU dij under tight batching (one spot per batch, a few entries
+    /// per fill dispatch) equals the CPU's: same entries, values within
+    /// 1e-4 of the largest; with 3 x 3 splitting, a shifter, a cardinal and
+    /// an oblique beam on the half-node-aligned phantom.
+    #[test]
+    fn dij_batching_gives_the_cpu_dij() {
+        use super::super::dij::{DijTiling, pbs_dij_tiled};
+        let Some(ctx) = context() else { return };
+        let ct = phantom();
+        let g = ct.grid().clone();
+        let p = ProtonPlan::new(
+            vec![
+                plan(90.0, 0.0, true).beams()[0].clone(),
+                plan(20.0, 10.0, false).beams()[0].clone(),
+            ],
+            1,
+        )
+        .unwrap();
+        let beams = prepared(&ct, &p, &options(Some(SpotSplitting::ThreeByThree)));
+        let hook = crate::engine::progress::Hook::default();
+        let reference =
+            crate::engine::proton_cpu::pbs_dij(&beams, &g, 4, usize::MAX, &hook).unwrap();
+        let max = reference.values().iter().fold(0f32, |m, v| m.max(*v));
+        assert!(max > 0.0 && reference.nnz() > 1000);
+        let check = |tiling: DijTiling| {
+            let (d, stats) =
+                pbs_dij_tiled(&ctx, &beams, &g, 4, usize::MAX, &hook, &tiling).unwrap();
+            assert_eq!(d.col_ptr(), reference.col_ptr(), "{stats:?}");
+            assert!(d.row_idx() == reference.row_idx(), "{stats:?}");
+            let worst = d
+                .values()
+                .iter()
+                .zip(reference.values())
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(
+                worst <= 1e-4 * max,
+                "{tiling:?}: worst {worst} of {max}; {stats:?}"
+            );
+            stats
+        };
+        let whole = check(DijTiling::default());
+        assert_eq!((whole.batches, whole.fills), (1, 1));
+        let largest = (0..4)
+            .map(|s| reference.col_ptr()[s + 1] - reference.col_ptr()[s])
+            .max()
+            .unwrap();
+        let small = check(DijTiling {
+            max_work_words: 1,
+            max_node_bytes: 1,
+            max_entries: largest,
+        });
+        assert_eq!(small.batches, 4, "{small:?}");
+        assert_eq!(small.fills, 4, "{small:?}");
+        // a column larger than one output buffer is an error, not a truncation
+        let e = pbs_dij_tiled(
+            &ctx,
+            &beams,
+            &g,
+            4,
+            usize::MAX,
+            &hook,
+            &DijTiling {
+                max_entries: largest - 1,
+                ..DijTiling::default()
+            },
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("dij entries"), "{e}");
+        // the memory limit is checked before anything is allocated
+        let e = pbs_dij_tiled(&ctx, &beams, &g, 4, 1000, &hook, &DijTiling::default()).unwrap_err();
+        assert!(e.to_string().contains("above the limit"), "{e}");
     }
 
     /// Beams prepared as `Engine::prepare` does.
