@@ -1,7 +1,8 @@
 //! The proton reference field (water phantom, 50 mm cube target, ~3,500
 //! spots): forward dose and dose-influence matrix, with timings and sizes.
 //!
-//! Run with `cargo run --release --example proton_reference_field`; wrap it in
+//! Run with `cargo run --release --example proton_reference_field -- [dose|dij|both]
+//! [halo|nohalo] [cpu|gpu|auto]` (defaults: both, halo, cpu); wrap it in
 //! `/usr/bin/time -v` for the peak memory.
 
 use std::time::Instant;
@@ -15,7 +16,8 @@ fn main() -> Result<(), isodose::DoseError> {
     let machine = ProtonMachine::generic()?;
     let ct = reference_field::phantom()?;
     let plan = reference_field::plan(&machine)?;
-    let engine = Engine::new(BackendChoice::Cpu)?;
+    let backend = std::env::args().nth(3).unwrap_or_else(|| "cpu".into());
+    let engine = Engine::new(BackendChoice::parse(&backend)?)?;
     let halo = std::env::args().nth(2).is_none_or(|h| h != "nohalo");
     let options = DoseOptions {
         include_halo: halo,
@@ -38,7 +40,7 @@ fn main() -> Result<(), isodose::DoseError> {
     }
     if what == "both" || what == "dij" {
         let t = Instant::now();
-        let dij = engine.pbs_dij(
+        let (dij, ran) = engine.pbs_dij_with_backend(
             &ct,
             &plan,
             &machine,
@@ -47,7 +49,7 @@ fn main() -> Result<(), isodose::DoseError> {
             DEFAULT_DIJ_LIMIT_BYTES,
         )?;
         println!(
-            "dij: {:.3} s, {} non-zeros, {:.1} MiB",
+            "dij ({ran}): {:.3} s, {} non-zeros, {:.1} MiB",
             t.elapsed().as_secs_f64(),
             dij.nnz(),
             dij.memory_bytes() as f64 / 1048576.0

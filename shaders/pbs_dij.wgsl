@@ -64,9 +64,13 @@ var<workgroup> partial: array<u32, 64>;
 fn dij_row(sp: DijSpot, k: u32, j: u32, write: bool, out: u32, room: u32) -> u32 {
     let first = sp.pencils.x;
     let count = sp.pencils.y;
-    let beam = pencils[first].index.y;
+    let p0 = pencils[first];
+    let bm = beams[p0.index.y];
     let fj = f32(j);
     let fk = f32(k);
+    // beam coordinates of the row's voxel 0 (the same three additions as
+    // `beam_coordinates`, within the host's error bound of the coordinates)
+    let row_b = bm.base.xyz + fj * bm.dby.xyz + fk * bm.dbz.xyz;
     // the x interval of the row inside the cylinder (as the CPU's `rows`,
     // in f32, widened by a voxel on each side: the pencils decide)
     let sx = sp.spacing.x;
@@ -99,14 +103,20 @@ fn dij_row(sp: DijSpot, k: u32, j: u32, write: bool, out: u32, room: u32) -> u32
     }
     var n = 0u;
     for (var i = lo; i < hi; i = i + 1u) {
-        let b = beam_coordinates(beam, f32(i), fj, fk);
+        let b = row_b + f32(i) * bm.dbx.xyz;
         var member = false;
         var d = 0.0;
-        for (var q = 0u; q < count; q = q + 1u) {
-            let r = term(b, i, j, k, pencils[first + q], true, false);
-            if (r.status == DOSE) {
-                member = true;
-                d = d + r.dose;
+        if (count == 1u) {
+            let r = term(b, i, j, k, p0, true, false, write);
+            member = r.status == DOSE;
+            d = r.dose;
+        } else {
+            for (var q = 0u; q < count; q = q + 1u) {
+                let r = term(b, i, j, k, pencils[first + q], true, false, write);
+                if (r.status == DOSE) {
+                    member = true;
+                    d = d + r.dose;
+                }
             }
         }
         if (member) {

@@ -408,7 +408,8 @@ fn beam_coordinates(beam: u32, fi: f32, fj: f32, fk: f32) -> vec3<f32> {
 // CPU's f64 t; without, it is returned as TIE. With `defer`, a pair within
 // rounding of the lateral cut-off is returned as HOST; without, it is
 // decided with the CPU's f64 arithmetic (`cpu_inside`; the dij kernels).
-fn term(b: vec3<f32>, i: u32, j: u32, k: u32, p: Pencil, exact: bool, defer: bool) -> Term {
+// Without `evaluate`, a DOSE pair carries no dose (the dij's count pass).
+fn term(b: vec3<f32>, i: u32, j: u32, k: u32, p: Pencil, exact: bool, defer: bool, evaluate: bool) -> Term {
     let delta = b.z;
     let t = (delta - p.depth.x) * p.depth.y;
     let last = p.depth.z;
@@ -462,6 +463,9 @@ fn term(b: vec3<f32>, i: u32, j: u32, k: u32, p: Pencil, exact: bool, defer: boo
         if (!cpu_inside(i, j, k, p, n + select(0u, 1u, upper))) {
             return Term(SKIP, 0.0);
         }
+    }
+    if (!evaluate) {
+        return Term(DOSE, 0.0);
     }
     let core_amp = n0.core.x + frac * (n1.core.x - n0.core.x);
     let halo_amp = n0.halo.x + frac * (n1.halo.x - n0.halo.x);
@@ -530,7 +534,7 @@ fn main(
             beam = p.index.y;
             b = beam_coordinates(beam, fi, fj, fk);
         }
-        var r = term(b, i, j, params.k0 + kk, p, exact, true);
+        var r = term(b, i, j, params.k0 + kk, p, exact, true, true);
         if (r.status == TIE) {
             if (params.exact_ties == 0u) {
                 defer_to_host(v, pi);
@@ -541,7 +545,7 @@ fn main(
                 queued = queued + 1u;
                 continue;
             }
-            r = term(b, i, j, params.k0 + kk, p, true, true);
+            r = term(b, i, j, params.k0 + kk, p, true, true, true);
         }
         if (r.status == HOST) {
             defer_to_host(v, pi);
