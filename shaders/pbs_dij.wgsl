@@ -72,7 +72,8 @@ fn dij_row(sp: DijSpot, k: u32, j: u32, write: bool, out: u32, room: u32) -> u32
     // `beam_coordinates`, within the host's error bound of the coordinates)
     let row_b = bm.base.xyz + fj * bm.dby.xyz + fk * bm.dbz.xyz;
     // the x interval of the row inside the cylinder (as the CPU's `rows`,
-    // in f32, widened by a voxel on each side: the pencils decide)
+    // in f32, widened by a voxel on each side: the pencils decide); a row
+    // (almost) parallel to the axis keeps the box's whole x range
     let sx = sp.spacing.x;
     let w = vec3<f32>(0.0, fj * sp.spacing.y, fk * sp.spacing.z) - sp.axis.xyz;
     let u = sp.dir.xyz;
@@ -83,11 +84,7 @@ fn dij_row(sp: DijSpot, k: u32, j: u32, write: bool, out: u32, room: u32) -> u32
     let bq = 2.0 * (w.x * sx - wu * ux);
     var lo = sp.cols.x;
     var hi = sp.cols.y;
-    if (qa <= 1e-6 * sx * sx) {
-        if (c > 0.0) {
-            return 0u;
-        }
-    } else {
+    if (qa > 1e-6 * sx * sx) {
         let disc = bq * bq - 4.0 * qa * c;
         if (disc < 0.0) {
             return 0u;

@@ -40,7 +40,7 @@ pub fn demo_phantom(py: Python<'_>) -> PyResult<(PyCtImage, Bound<'_, PyDict>)> 
 #[pyfunction]
 pub fn demo_seed_positions(py: Python<'_>) -> PyResult<Bound<'_, PyArray2<f64>>> {
     let rows: Vec<Vec<f64>> = seed_positions().iter().map(|p| p.to_vec()).collect();
-    PyArray2::from_vec2(py, &rows).map_err(|e| errors::internal(e.to_string()))
+    PyArray2::from_vec2(py, &rows).map_err(|e| errors::internal(py, e.to_string()))
 }
 
 /// For the test that no Rust panic reaches Python as a panic: panics inside
@@ -48,6 +48,7 @@ pub fn demo_seed_positions(py: Python<'_>) -> PyResult<Bound<'_, PyArray2<f64>>>
 /// must come out as `isodose.IsodoseError`.
 #[pyfunction]
 #[pyo3(signature = (worker = false))]
+#[allow(clippy::panic)]
 pub fn _raise_internal_panic(py: Python<'_>, worker: bool) -> PyResult<()> {
     errors::detach(py, || {
         if worker {

@@ -1,7 +1,8 @@
 //! Rust errors as Python exceptions.
 //!
 //! The exception classes live in `isodose/errors.py` (so that `InputError`
-//! can derive from both `IsodoseError` and `ValueError`); each Rust error
+//! can derive from both `IsodoseError` and `ValueError`, and the file errors
+//! from `IsodoseError` and `OSError` / `FileNotFoundError`); each Rust error
 //! kind maps to one of them, carrying the full message.
 //!
 //! Every computation runs through [`detach`], which releases the GIL and
@@ -10,7 +11,6 @@
 //! `BaseException` that `except Exception` would not catch).
 
 use isodose_core::DoseError;
-use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyRuntimeError};
 use pyo3::prelude::*;
 
 fn raise(py: Python<'_>, class: &str, message: String) -> PyErr {
@@ -52,9 +52,9 @@ pub fn to_py(py: Python<'_>, e: DoseError) -> PyErr {
     let message = e.to_string();
     match e {
         DoseError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-            PyFileNotFoundError::new_err(message)
+            raise(py, "IsodoseFileNotFoundError", message)
         }
-        DoseError::Io { .. } => PyOSError::new_err(message),
+        DoseError::Io { .. } => raise(py, "IsodoseOSError", message),
         DoseError::BackendUnavailable { .. } => raise(py, "GpuError", message),
         // DoseError is #[non_exhaustive]: every other kind is bad input
         // (invalid grid, table, value, option, missing data...)
@@ -69,9 +69,9 @@ pub fn dicom_to_py(py: Python<'_>, e: isodose_dicom::DicomIoError) -> PyErr {
         isodose_dicom::DicomIoError::Io { ref source, .. }
             if source.kind() == std::io::ErrorKind::NotFound =>
         {
-            PyFileNotFoundError::new_err(e.to_string())
+            raise(py, "IsodoseFileNotFoundError", e.to_string())
         }
-        isodose_dicom::DicomIoError::Io { .. } => PyOSError::new_err(e.to_string()),
+        isodose_dicom::DicomIoError::Io { .. } => raise(py, "IsodoseOSError", e.to_string()),
         // DicomIoError is #[non_exhaustive]: every other kind is a file problem
         other => raise(py, "DicomError", other.to_string()),
     }
@@ -82,9 +82,17 @@ pub fn input_error(py: Python<'_>, message: String) -> PyErr {
     raise(py, "InputError", message)
 }
 
-/// An internal failure (should not happen) as a RuntimeError.
-pub fn internal(message: impl Into<String>) -> PyErr {
-    PyRuntimeError::new_err(message.into())
+/// An internal failure (a bug, never expected) as an
+/// `isodose.errors.IsodoseError`.
+pub fn internal(py: Python<'_>, message: impl Into<String>) -> PyErr {
+    raise(
+        py,
+        "IsodoseError",
+        format!(
+            "internal error in isodose (a bug, please report it): {}",
+            message.into()
+        ),
+    )
 }
 
 /// Extension to turn `Result<T, DoseError>` into `PyResult<T>`.

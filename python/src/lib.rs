@@ -35,7 +35,7 @@ use errors::IntoPy;
 /// spacing_mm: (sx, sy, sz) voxel size along x, y, z, mm (> 0).
 /// origin_mm: (x0, y0, z0) centre of voxel [0, 0, 0], mm (LPS).
 #[pyclass(name = "Grid", module = "isodose", frozen)]
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct PyGrid(pub Grid3);
 
 #[pymethods]
@@ -99,6 +99,7 @@ impl PyGrid {
 /// `read_ct` returns one with its DICOM study and frame of reference UIDs;
 /// `demo_phantom` returns the demo's.
 #[pyclass(name = "CtImage", module = "isodose", frozen)]
+#[derive(Debug)]
 pub struct PyCtImage {
     ct: Arc<CtVolume>,
     /// Study, frame of reference and patient of a CT read from DICOM.
@@ -175,6 +176,7 @@ impl PyCtImage {
 ///
 /// Engines return Doses with `backend` naming what computed them.
 #[pyclass(name = "Dose", module = "isodose", frozen)]
+#[derive(Debug)]
 pub struct PyDose {
     array: Py<PyArray3<f32>>,
     grid: Grid3,
@@ -284,7 +286,7 @@ fn tg43_dose_rate<'py>(
             },
         ));
     }
-    let out = crate::errors::detach(py, || {
+    let out = errors::detach(py, || {
         r.iter()
             .zip(&t)
             .map(|(r, t)| dose_rate_per_u(&m, f, r * 10.0, *t))
@@ -306,6 +308,7 @@ fn tg43_dose_rate<'py>(
 /// duration_h: irradiation time of a temporary implant, h; None for a
 ///     permanent implant (dose to infinite time, T½/ln 2).
 #[pyclass(name = "Implant", module = "isodose", frozen)]
+#[derive(Debug)]
 pub struct PyImplant(Implant);
 
 #[pymethods]
@@ -393,7 +396,7 @@ impl PyImplant {
                 vec![p.x, p.y, p.z]
             })
             .collect();
-        PyArray2::from_vec2(py, &rows).map_err(|e| errors::internal(e.to_string()))
+        PyArray2::from_vec2(py, &rows).map_err(|e| errors::internal(py, e.to_string()))
     }
     /// Seed axes (unit vectors), float64 (n, 3).
     #[getter]
@@ -407,7 +410,7 @@ impl PyImplant {
                 vec![d.x, d.y, d.z]
             })
             .collect();
-        PyArray2::from_vec2(py, &rows).map_err(|e| errors::internal(e.to_string()))
+        PyArray2::from_vec2(py, &rows).map_err(|e| errors::internal(py, e.to_string()))
     }
     /// Air-kerma strength of each seed at the reference time, U, float64 (n,).
     #[getter]
@@ -460,7 +463,7 @@ fn engine(py: Python<'_>, backend: &str) -> PyResult<Engine> {
     if let Some(e) = ENGINES.lock().ok().and_then(|g| cached(&g)) {
         return Ok(e);
     }
-    let e = crate::errors::detach(py, || Engine::new(choice))?.py_err(py)?;
+    let e = errors::detach(py, || Engine::new(choice))?.py_err(py)?;
     if let Ok(mut engines) = ENGINES.lock()
         && cached(&engines).is_none()
     {
@@ -503,6 +506,7 @@ fn brachy_dose(
 /// ProtonMachine.generic(): the built-in generic machine (70-230 MeV).
 /// ProtonMachine.load(path): a commissioned machine file.
 #[pyclass(name = "ProtonMachine", module = "isodose", frozen)]
+#[derive(Debug)]
 pub struct PyProtonMachine(Arc<ProtonMachine>);
 
 #[pymethods]
@@ -510,13 +514,13 @@ impl PyProtonMachine {
     /// The built-in generic machine (70–230 MeV).
     #[staticmethod]
     fn generic(py: Python<'_>) -> PyResult<Self> {
-        let m = crate::errors::detach(py, ProtonMachine::generic)?.py_err(py)?;
+        let m = errors::detach(py, ProtonMachine::generic)?.py_err(py)?;
         Ok(Self(Arc::new(m)))
     }
     /// A machine file (isodose-proton-machine/1 JSON).
     #[staticmethod]
     fn load(py: Python<'_>, path: std::path::PathBuf) -> PyResult<Self> {
-        let m = crate::errors::detach(py, || ProtonMachine::from_json_file(&path))?.py_err(py)?;
+        let m = errors::detach(py, || ProtonMachine::from_json_file(&path))?.py_err(py)?;
         Ok(Self(Arc::new(m)))
     }
     /// Machine name.
@@ -558,7 +562,7 @@ impl PyProtonMachine {
 /// radiation_length_mm: X0 of the material, mm (PMMA 405.5), for its
 ///     multiple Coulomb scattering (Highland), projected over the air gap.
 #[pyclass(name = "RangeShifter", module = "isodose", frozen)]
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct PyRangeShifter(RangeShifter);
 
 #[pymethods]
@@ -614,7 +618,7 @@ impl PyRangeShifter {
 /// The four spot arrays have equal length n (any real dtype).
 /// range_shifter: a RangeShifter, or None.
 #[pyclass(name = "ProtonBeam", module = "isodose", frozen)]
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct PyProtonBeam(ProtonBeam);
 
 #[pymethods]
@@ -732,6 +736,7 @@ impl PyProtonBeam {
 /// beams: a sequence of ProtonBeam (spot weights per fraction).
 /// fractions: number of fractions (>= 1); doses are computed per fraction.
 #[pyclass(name = "ProtonPlan", module = "isodose", frozen)]
+#[derive(Debug)]
 pub struct PyProtonPlan(ProtonPlan);
 
 #[pymethods]
@@ -851,6 +856,7 @@ fn proton_dij_parts<'py>(
     let shape = dij.shape();
     if shape.0 > i32::MAX as usize {
         return Err(errors::internal(
+            py,
             "more voxels than SciPy's int32 indices hold",
         ));
     }
@@ -881,7 +887,7 @@ fn read_ct(
     folder: std::path::PathBuf,
     series_uid: Option<String>,
 ) -> PyResult<PyCtImage> {
-    let series = crate::errors::detach(py, || {
+    let series = errors::detach(py, || {
         isodose_dicom::read_ct_series(&folder, series_uid.as_deref())
     })?
     .map_err(|e| errors::dicom_to_py(py, e))?;
@@ -913,17 +919,17 @@ fn read_rtstruct<'py>(
         ));
     }
     let g = grid.0.clone();
-    let rois = crate::errors::detach(py, || isodose_dicom::read_rtstruct(&path))?
+    let rois = errors::detach(py, || isodose_dicom::read_rtstruct(&path))?
         .map_err(|e| errors::dicom_to_py(py, e))?;
     let dict = pyo3::types::PyDict::new(py);
     for roi in rois {
         match supersampling {
             None => {
-                let mask = crate::errors::detach(py, || roi.mask(&g))?;
+                let mask = errors::detach(py, || roi.mask(&g))?;
                 dict.set_item(&roi.name, PyArray3::from_owned_array(py, mask))?;
             }
             Some(n) => {
-                let occupancy = crate::errors::detach(py, || roi.occupancy(&g, n))?;
+                let occupancy = errors::detach(py, || roi.occupancy(&g, n))?;
                 dict.set_item(&roi.name, PyArray3::from_owned_array(py, occupancy))?;
             }
         }
@@ -940,7 +946,7 @@ fn read_rtstruct<'py>(
 /// names the file's units, type and summation.
 #[pyfunction]
 fn read_dose(py: Python<'_>, path: std::path::PathBuf) -> PyResult<PyDose> {
-    let rd = crate::errors::detach(py, || isodose_dicom::read_rtdose(&path))?
+    let rd = errors::detach(py, || isodose_dicom::read_rtdose(&path))?
         .map_err(|e| errors::dicom_to_py(py, e))?;
     Ok(PyDose::from_rust(
         py,
@@ -965,7 +971,7 @@ fn write_dose(
 ) -> PyResult<String> {
     let volume = dose.to_rust(py)?;
     let ids = ct.and_then(|c| c.ids.clone());
-    crate::errors::detach(py, || {
+    errors::detach(py, || {
         let plan = plan.map(isodose_dicom::PlanReference::read).transpose()?;
         let context = isodose_dicom::DoseContext::from_study(ids.as_ref(), plan.as_ref())?;
         isodose_dicom::write_rtdose(&path, &volume, &context)

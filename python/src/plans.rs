@@ -32,9 +32,9 @@ pub fn read_ion_plan(
 ) -> PyResult<PyProtonPlan> {
     let machine = match machine {
         Some(m) => Arc::clone(&m.0),
-        None => Arc::new(crate::errors::detach(py, ProtonMachine::generic)?.py_err(py)?),
+        None => Arc::new(errors::detach(py, ProtonMachine::generic)?.py_err(py)?),
     };
-    crate::errors::detach(py, || {
+    errors::detach(py, || {
         isodose_dicom::read_ion_plan(&path)?.to_proton_plan(&machine)
     })?
     .map(PyProtonPlan)
@@ -48,7 +48,7 @@ pub fn read_ion_plan(
 /// MeV).
 #[pyfunction]
 pub fn read_ion_plan_mu<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyList>> {
-    let plan = crate::errors::detach(py, || isodose_dicom::read_ion_plan(&path))?
+    let plan = errors::detach(py, || isodose_dicom::read_ion_plan(&path))?
         .map_err(|e| errors::dicom_to_py(py, e))?;
     let list = PyList::empty(py);
     for b in &plan.beams {
@@ -82,7 +82,7 @@ pub fn read_ion_plan_mu<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'
 #[pyfunction]
 #[pyo3(signature = (path, model = None))]
 pub fn read_brachy_plan(py: Python<'_>, path: PathBuf, model: Option<&str>) -> PyResult<PyImplant> {
-    let implant = crate::errors::detach(py, || -> Result<_, DicomIoError> {
+    let implant = errors::detach(py, || -> Result<_, DicomIoError> {
         let catalogue = SeedCatalogue::builtin();
         let plan = isodose_dicom::read_brachy_plan(&path)?;
         let model = match model {
@@ -118,7 +118,7 @@ pub fn write_brachy_plan(
         label: label.to_owned(),
         ..BrachyPlanContext::default()
     };
-    crate::errors::detach(py, || {
+    errors::detach(py, || {
         isodose_dicom::write_brachy_plan(&path, &implant.0, &context)
     })?
     .map_err(|e| errors::dicom_to_py(py, e))

@@ -18,6 +18,7 @@ use crate::errors;
 
 /// The hook: signal checks plus the optional callback, and the Python
 /// exception that stopped the computation.
+#[derive(Debug)]
 struct PyProgress {
     callback: Option<Py<PyAny>>,
     error: Mutex<Option<PyErr>>,
@@ -44,7 +45,8 @@ impl Progress for PyProgress {
 }
 
 /// The callable behind a `progress` argument: None or False for none, True
-/// for a tqdm bar (`isodose._progress.TqdmProgress`), else the callable itself.
+/// for a new tqdm bar (`isodose._progress.TqdmProgress`), a tqdm bar of the
+/// caller's (reset for each stage, never closed), else the callable itself.
 fn callback(py: Python<'_>, progress: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Py<PyAny>>> {
     let Some(p) = progress else { return Ok(None) };
     if p.is_none() {
@@ -61,10 +63,18 @@ fn callback(py: Python<'_>, progress: Option<&Bound<'_, PyAny>>) -> PyResult<Opt
         return Ok(Some(bar.unbind()));
     }
     if !p.is_callable() {
+        if p.hasattr("update")? && p.hasattr("reset")? && p.hasattr("set_description")? {
+            // a tqdm bar of the caller's: reused for every stage
+            let bar = py
+                .import("isodose._progress")?
+                .getattr("TqdmProgress")?
+                .call1((p,))?;
+            return Ok(Some(bar.unbind()));
+        }
         return Err(errors::input_error(
             py,
             format!(
-                "progress must be None, a bool or a callable (stage, done, total), not {}",
+                "progress must be None, a bool, a tqdm bar or a callable (stage, done, total), not {}",
                 p.get_type().name()?
             ),
         ));
@@ -86,7 +96,7 @@ pub fn run<T: Send>(
         error: Mutex::new(None),
     });
     let watched = engine.with_progress(hook.clone());
-    let result = crate::errors::detach(py, || work(&watched))?;
+    let result = errors::detach(py, || work(&watched))?;
     match result {
         Ok(v) => Ok(v),
         Err(e @ DoseError::Cancelled { .. }) => {

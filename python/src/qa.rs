@@ -31,6 +31,7 @@ fn py_optional(s: Option<&str>) -> String {
 
 /// The gamma volume on the reference grid and its statistics.
 #[pyclass(name = "GammaResult", module = "isodose", frozen)]
+#[derive(Debug)]
 pub struct PyGammaResult {
     result: GammaResult,
     gamma: Py<PyArray3<f32>>,
@@ -185,6 +186,7 @@ pub fn gamma(
 /// its neighbours (the end planes extend by half their neighbour spacing),
 /// and a structure contoured on one plane is a slab of `thickness_mm`.
 #[pyclass(name = "Structure", module = "isodose", frozen)]
+#[derive(Debug)]
 pub struct PyStructure {
     structure: Structure,
     /// Slab of a single-plane structure, mm (None: not known).
@@ -360,7 +362,7 @@ pub fn read_structures<'py>(
     path: std::path::PathBuf,
     thickness_mm: Option<f64>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let rois = crate::errors::detach(py, || isodose_dicom::read_rtstruct(&path))?
+    let rois = errors::detach(py, || isodose_dicom::read_rtstruct(&path))?
         .map_err(|e| errors::dicom_to_py(py, e))?;
     let dict = PyDict::new(py);
     for roi in rois {
@@ -397,6 +399,7 @@ pub fn read_structures<'py>(
 
 /// A dose-volume histogram of one structure and its metrics (Gy, cm³).
 #[pyclass(name = "Dvh", module = "isodose", frozen)]
+#[derive(Debug)]
 pub struct PyDvh {
     dvh: Dvh,
     name: Option<String>,
@@ -531,8 +534,8 @@ pub fn dvh(
         let s = s.get();
         let fallback = d.grid().spacing_mm().z;
         let structure = s.resolved(py, thickness_mm, Some(fallback))?;
-        let dvh = crate::errors::detach(py, || Dvh::from_structure(&d, &structure, subdivisions))?
-            .py_err(py)?;
+        let dvh =
+            errors::detach(py, || Dvh::from_structure(&d, &structure, subdivisions))?.py_err(py)?;
         return Ok(PyDvh {
             dvh,
             name: Some(s.structure.name().to_owned()),
@@ -552,10 +555,10 @@ pub fn dvh(
         .extract()?;
     let dvh = if kind == "b" {
         let mask = arrays::bool_3d(py, mask_or_roi, "mask", "(nz, ny, nx)")?;
-        crate::errors::detach(py, || Dvh::from_mask(&d, &mask))?
+        errors::detach(py, || Dvh::from_mask(&d, &mask))?
     } else {
         let occupancy = arrays::f32_3d(py, mask_or_roi, "occupancy", "(nz, ny, nx)")?;
-        crate::errors::detach(py, || Dvh::from_occupancy(&d, &occupancy))?
+        errors::detach(py, || Dvh::from_occupancy(&d, &occupancy))?
     }
     .py_err(py)?;
     Ok(PyDvh { dvh, name: None })
@@ -578,7 +581,7 @@ pub fn paddick_conformity(
         ));
     }
     let d: DoseGrid = dose.to_rust(py)?;
-    let piv = crate::errors::detach(py, || prescription_isodose_volume_cc(&d, prescription_gy))?;
+    let piv = errors::detach(py, || prescription_isodose_volume_cc(&d, prescription_gy))?;
     Ok(isodose_core::qa::paddick_conformity(
         &target_dvh.dvh,
         prescription_gy,

@@ -44,8 +44,12 @@ def test_dicom_errors(tmp_path):
     bad.write_text("not DICOM")
     with pytest.raises(isodose.DicomError, match="bad.dcm"):
         isodose.read_dose(bad)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(isodose.IsodoseFileNotFoundError, match="missing.dcm") as e:
         isodose.read_dose(tmp_path / "missing.dcm")
+    # an IsodoseError and a FileNotFoundError at once
+    assert isinstance(e.value, isodose.IsodoseError) and isinstance(e.value, FileNotFoundError)
+    with pytest.raises(isodose.IsodoseFileNotFoundError):
+        isodose.read_ct(tmp_path / "no-such-folder")
 
 
 def test_read_ct_agrees_with_pydicom(tmp_path):

@@ -97,7 +97,7 @@ def test_ion_plan_mu_summary():
 
 
 def test_plan_reading_errors(tmp_path):
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(isodose.IsodoseFileNotFoundError):
         isodose.read_ion_plan(tmp_path / "missing.dcm")
     with pytest.raises(isodose.DicomError, match="aptg_sobp_RD.dcm"):
         isodose.read_ion_plan(DICOM_DATA / "aptg_sobp_RD.dcm")  # an RTDOSE, not a plan

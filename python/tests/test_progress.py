@@ -126,3 +126,52 @@ def test_progress_true_shows_a_tqdm_bar(capsys):
     d = isodose.brachy_dose(implant(), grid, backend="cpu", progress=True)
     assert d.array.shape == (10, 12, 14)
     assert "TG-43 dose" in capsys.readouterr().err
+
+
+def test_a_tqdm_bar_of_the_callers_is_reused_and_left_open():
+    """progress=bar: the caller's tqdm bar is reset and relabelled for each
+    stage, ends at the last stage's total and stays open."""
+    tqdm = require("tqdm").tqdm
+    bar = tqdm(disable=False, leave=False)
+    try:
+        dij = isodose.proton_dij(water(), proton_plan(), isodose.ProtonMachine.generic(), backend="cpu", progress=bar)
+        assert dij.shape[1] == 2
+        assert bar.desc.startswith("dij: filling")
+        assert bar.total == 2 and bar.n == bar.total  # two spots filled
+        assert not bar.disable
+        bar.update(0)  # still usable: not closed
+    finally:
+        bar.close()
+    with pytest.raises(isodose.InputError, match="tqdm bar or a callable"):
+        isodose.proton_dij(water(), proton_plan(), isodose.ProtonMachine.generic(), progress=42)
+
+
+def test_the_gil_is_released_while_the_engine_runs():
+    """A Python thread keeps running while the main thread computes a dose
+    with no callback: the engine holds no GIL during its work."""
+    grid = isodose.Grid(shape=(60, 120, 120), spacing_mm=(1.0, 1.0, 1.0), origin_mm=(-59.5, -59.5, -29.5))
+    rng = np.random.default_rng(3)
+    seeds = isodose.Implant("Amersham6711", positions_mm=rng.uniform(-15, 15, (40, 3)), air_kerma_strength_u=0.5)
+    counter = [0]
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            counter[0] += 1
+
+    t = threading.Thread(target=spin)
+    t.start()
+    try:
+        time.sleep(0.05)
+        before = counter[0]
+        t0 = time.perf_counter()
+        isodose.brachy_dose(seeds, grid, backend="cpu")
+        elapsed = time.perf_counter() - t0
+        during = counter[0] - before
+    finally:
+        stop.set()
+        t.join()
+    # with the GIL held the thread would advance only at the call's edges;
+    # released, it counts on through the whole computation
+    assert elapsed > 0.05, elapsed
+    assert during > 20000, (during, elapsed)

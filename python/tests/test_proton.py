@@ -1,9 +1,13 @@
 """Proton PBS from Python: machine, plans, dose, dij and errors."""
 
+import json
+import sys
+
 import numpy as np
 import pytest
 
 import isodose
+from conftest import require
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +26,51 @@ def test_machine(machine):
     assert e[0] == 70.0 and e[-1] == 230.0 and len(e) == 161
     assert np.all(np.diff(machine.r80_mm) > 0)
     assert "generic" in repr(machine)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError) as e:
         isodose.ProtonMachine.load("/nonexistent/machine.json")
+    assert isinstance(e.value, isodose.IsodoseFileNotFoundError)
+    assert isinstance(e.value, isodose.IsodoseError)
+    assert "/nonexistent/machine.json" in str(e.value)
+
+
+def test_a_commissioned_machine_file_sets_the_dose(tmp_path):
+    """A machine file (isodose-proton-machine/1) with one energy whose IDD
+    is flat at 2e-3 Gy mm^2 per proton to 50 mm and zero from 51 mm: the
+    laterally integrated dose of a spot of N protons is N x 2e-3 Gy mm^2
+    (less the 0.5 % lateral cut-off) at every depth before 50 mm, and the
+    dose is zero beyond 51 mm."""
+    path = tmp_path / "gantry1.json"
+    path.write_text(
+        json.dumps(
+            {
+                "format": "isodose-proton-machine/1",
+                "name": "gantry 1",
+                "sad_x_mm": 2000.0,
+                "sad_y_mm": 1800.0,
+                "energies": [
+                    {
+                        "energy_mev": 100.0,
+                        "idd": {"depth_mm": [0.0, 50.0, 51.0, 80.0], "dose_gy_mm2_per_proton": [2e-3, 2e-3, 0.0, 0.0]},
+                        "optics_x": {"sigma_mm": 4.0, "divergence_mrad": 1.0, "correlation": 0.0},
+                        "optics_y": {"sigma_mm": 4.0, "divergence_mrad": 1.0, "correlation": 0.0},
+                        "protons_per_mu": 1.0e8,
+                    }
+                ],
+            }
+        )
+    )
+    m = isodose.ProtonMachine.load(path)
+    assert list(m.energies_mev) == [100.0]
+    assert "gantry 1" in repr(m)
+    n = 1e4
+    beam = isodose.ProtonBeam(0.0, 0.0, (0.0, 60.0, 0.0), [100.0], [0.0], [0.0], [n])
+    dose = isodose.proton_dose(water(shape=(31, 40, 31)), isodose.ProtonPlan([beam]), m, backend="cpu").array
+    depth_mm = 1.0 + 2.0 * np.arange(40)  # voxel centres; the CT starts at y = 0
+    integral = dose.sum(axis=(0, 2)) * 2.0 * 2.0  # Gy mm^2
+    before = depth_mm < 49.5
+    np.testing.assert_allclose(integral[before], n * 2e-3, rtol=0.006)
+    assert integral[before].max() <= n * 2e-3 * (1 + 1e-6)
+    assert np.all(dose[:, depth_mm > 51.0, :] == 0.0)
 
 
 def plan(weights=(1e8, 2e8, 0.0, 5e7), energies=(100.0, 100.0, 110.0, 110.0)):
@@ -140,3 +187,19 @@ def test_gpu_dij_matches_cpu_or_says_why(machine):
     np.testing.assert_array_equal(gpu.indptr, cpu.indptr)
     np.testing.assert_array_equal(gpu.indices, cpu.indices)
     np.testing.assert_allclose(gpu.data, cpu.data, atol=1e-4 * cpu.data.max())
+
+
+def test_dij_without_scipy_is_the_csc_parts(machine, monkeypatch):
+    """Without SciPy, proton_dij returns (data, indices, indptr, shape): the
+    same CSC arrays as the SciPy matrix."""
+    require("scipy")
+    ct = water()
+    with_scipy = isodose.proton_dij(ct, plan(), machine, backend="cpu")
+    monkeypatch.setitem(sys.modules, "scipy", None)
+    monkeypatch.setitem(sys.modules, "scipy.sparse", None)
+    data, indices, indptr, shape = isodose.proton_dij(ct, plan(), machine, backend="cpu")
+    assert shape == with_scipy.shape == (21 * 60 * 21, 4)
+    assert data.dtype == np.float32 and indptr.shape == (5,)
+    np.testing.assert_array_equal(indptr, with_scipy.indptr)
+    np.testing.assert_array_equal(indices, with_scipy.indices)
+    np.testing.assert_array_equal(data, with_scipy.data)

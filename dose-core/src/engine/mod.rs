@@ -343,10 +343,10 @@ impl Engine {
     /// ([`DEFAULT_DIJ_LIMIT_BYTES`] is a reasonable default).
     ///
     /// Runs on [`Engine::pbs_dij_backend`]. On the GPU
-    /// (`shaders/pbs_dij.wgsl`, count then fill) the entries are those of the
-    /// CPU reference but for voxels within f32 rounding of a pencil's
-    /// lateral cut-off (kept by one backend only, at the cut-off level), and
-    /// the values agree to f32 rounding. With `Auto`, a GPU failure falls
+    /// (`shaders/pbs_dij.wgsl`, count then fill) the entries are exactly those
+    /// of the CPU reference (decisions within f32 rounding of a boundary are
+    /// taken with the CPU's f64 arithmetic) and the values agree to f32
+    /// rounding. With `Auto`, a GPU failure falls
     /// back to the CPU with a message on stderr; with `Gpu` it is an error.
     pub fn pbs_dij(
         &self,

@@ -10,8 +10,9 @@ releases the GIL. Errors are :class:`IsodoseError` subclasses carrying the
 engine's full message.
 
 Progress and interrupting: doses, dij and gamma accept ``progress=``: None
-(default), True for a tqdm bar (needs tqdm), or a callable
-``progress(stage, done, total)``. Ctrl-C (KeyboardInterrupt) stops any of them
+(default), True for a tqdm bar (needs tqdm), a tqdm bar of your own (reset
+and relabelled for each stage), or a callable ``progress(stage, done,
+total)``. Ctrl-C (KeyboardInterrupt) stops any of them
 within one batch of work (about 1/64 of a stage); an exception raised by the
 callback stops the computation and propagates. A stopped computation returns
 nothing, never a partial dose.
@@ -25,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from isodose import _isodose
+from isodose._progress import TqdmLike
 from isodose._isodose import (
     CtImage,
     Dose,
@@ -54,11 +56,19 @@ from isodose._isodose import (
     write_brachy_plan,
     write_dose,
 )
-from isodose.errors import DicomError, GpuError, InputError, IsodoseError
+from isodose.errors import (
+    DicomError,
+    GpuError,
+    InputError,
+    IsodoseError,
+    IsodoseFileNotFoundError,
+    IsodoseOSError,
+)
 
-#: What a ``progress=`` argument takes: None/False (nothing), True (a tqdm
-#: bar) or a callable ``(stage, done, total)``.
-ProgressArg = Union[None, bool, Callable[[str, int, int], object]]
+#: What a ``progress=`` argument takes: None/False (nothing), True (a new
+#: tqdm bar), a tqdm bar of the caller's (reset for each stage, left open) or
+#: a callable ``(stage, done, total)``.
+ProgressArg = Union[None, bool, TqdmLike, Callable[[str, int, int], object]]
 
 __all__ = [
     "__version__",
@@ -96,6 +106,8 @@ __all__ = [
     "InputError",
     "DicomError",
     "GpuError",
+    "IsodoseOSError",
+    "IsodoseFileNotFoundError",
 ]
 
 
@@ -153,8 +165,8 @@ def proton_dij(
     max_bytes : int, optional
         Refuse (InputError, before allocating) a matrix larger than this,
         bytes; 8 GiB when None.
-    progress : None, bool or callable
-        True: a tqdm bar; a callable: called as ``progress(stage, done,
+    progress : None, bool, tqdm bar or callable
+        True: a new tqdm bar; a tqdm bar: reused for each stage; a callable: called as ``progress(stage, done,
         total)`` between batches (stages "ray tracing", "dij: counting
         entries", "dij: filling"). Ctrl-C stops the computation.
 
@@ -222,8 +234,8 @@ def gamma(
         refined off the lattice around the best point.
     normalisation_gy : float, optional
         Global normalisation dose, Gy; the maximum reference dose when None.
-    progress : None, bool or callable
-        True: a tqdm bar; a callable: called as ``progress("gamma", done,
+    progress : None, bool, tqdm bar or callable
+        True: a new tqdm bar; a tqdm bar: reused for each stage; a callable: called as ``progress("gamma", done,
         total)`` between batches of reference planes.
 
     Returns

@@ -7,6 +7,8 @@ from typing import Any, Callable, Optional, Sequence, Tuple, Union, final
 import numpy as np
 import numpy.typing as npt
 
+from isodose._progress import TqdmLike
+
 __version__: str
 __all__ = [
     "CtImage",
@@ -44,7 +46,7 @@ __all__ = [
 ]
 
 _ArrayLike = npt.ArrayLike
-_Progress = Union[None, bool, Callable[[str, int, int], object]]
+_Progress = Union[None, bool, TqdmLike, Callable[[str, int, int], object]]
 
 @final
 class Grid:

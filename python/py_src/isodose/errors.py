@@ -21,4 +21,21 @@ class GpuError(IsodoseError):
     """The GPU backend is unavailable or failed."""
 
 
-__all__ = ["IsodoseError", "InputError", "DicomError", "GpuError"]
+class IsodoseOSError(IsodoseError, OSError):
+    """A file or folder that cannot be opened, read or written (an
+    :class:`OSError` too, so ``except OSError`` catches it)."""
+
+
+class IsodoseFileNotFoundError(IsodoseOSError, FileNotFoundError):
+    """A file or folder that does not exist (a :class:`FileNotFoundError`
+    too)."""
+
+
+__all__ = [
+    "IsodoseError",
+    "InputError",
+    "DicomError",
+    "GpuError",
+    "IsodoseOSError",
+    "IsodoseFileNotFoundError",
+]

@@ -430,7 +430,12 @@ pub(crate) fn pbs_dij_tiled(
         size_of::<PbsParams>() as u64,
         wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
     );
-    let entries_cap = (max_binding / 4).min(tiling.max_entries).max(1);
+    // output entries per fill: two arrays within a binding each, their
+    // read-back (both, plus the mismatch flag) within one buffer
+    let entries_cap = (max_binding / 4)
+        .min(limits.max_buffer_size.saturating_sub(16) / 8)
+        .min(tiling.max_entries)
+        .max(1);
     let out_index = buffer(
         device,
         "dij row indices",
@@ -570,17 +575,17 @@ pub(crate) fn pbs_dij_tiled(
     let total_spots = n_spots as u64;
     // pass 1: column counts
     let mut counts: Vec<u64> = Vec::with_capacity(n_spots);
-    let mut kept: Option<(BatchBuffers, wgpu::BindGroup)> = None;
-    let mut batches: Vec<Batch> = Vec::with_capacity(ranges.len());
+    // (one batch stays on the GPU between the passes; several are uploaded
+    // and counted again, and must give the same counts)
+    let mut kept: Option<(Batch, BatchBuffers, wgpu::BindGroup)> = None;
     for r in &ranges {
         let b = batch(&jobs, r.clone(), &geoms, &row_deltas);
         let (bufs, fill_group, c) = count(&b, &count_layout, &fill_layout)?;
         counts.extend(c.iter().map(|v| u64::from(*v)));
         hook.report("dij: counting entries", r.end as u64, total_spots)?;
         if ranges.len() == 1 {
-            kept = Some((bufs, fill_group));
+            kept = Some((b, bufs, fill_group));
         }
-        batches.push(b);
     }
     let nnz: u64 = counts.iter().sum();
     let bytes = Dij::bytes_for(nnz as usize, n_spots);
@@ -608,12 +613,22 @@ pub(crate) fn pbs_dij_tiled(
     let mut rows = vec![0u32; nnz as usize];
     let mut values = vec![0f32; nnz as usize];
     // pass 2: fill, batch by batch (counted again when there are several)
-    for b in &mut batches {
-        let (bufs, fill_group) = match kept.take() {
+    for r in &ranges {
+        let (mut b, bufs, fill_group) = match kept.take() {
             Some(k) => k,
             None => {
-                let (bufs, fill_group, _) = count(b, &count_layout, &fill_layout)?;
-                (bufs, fill_group)
+                let b = batch(&jobs, r.clone(), &geoms, &row_deltas);
+                let (bufs, fill_group, again) = count(&b, &count_layout, &fill_layout)?;
+                if again
+                    .iter()
+                    .zip(&counts[r.clone()])
+                    .any(|(a, c)| u64::from(*a) != *c)
+                {
+                    return Err(gpu_error(
+                        "the GPU dij's second count of a batch differs from its first",
+                    ));
+                }
+                (b, bufs, fill_group)
             }
         };
         let fill = BatchBuffers {
