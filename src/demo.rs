@@ -34,7 +34,7 @@ pub fn run(out_dir: &Path, backend: BackendChoice) -> Result<(), Box<dyn Error>>
     let engine = Engine::new(backend)?;
 
     let start = Instant::now();
-    let dose = engine.tg43_dose(&implant, &grid)?;
+    let (dose, ran) = engine.tg43_dose_with_backend(&implant, &grid)?;
     let seconds = start.elapsed().as_secs_f64();
     let evaluations = implant.seeds().len() as f64 * grid.len() as f64;
 
@@ -60,7 +60,7 @@ pub fn run(out_dir: &Path, backend: BackendChoice) -> Result<(), Box<dyn Error>>
         grid.spacing_mm().x,
         grid.len() as f64 / 1e6
     )?;
-    writeln!(report, "  backend        {}", engine.backend())?;
+    writeln!(report, "  backend        {ran}")?;
     writeln!(
         report,
         "  time           {:.3} s ({:.2e} seed-voxel evaluations, {:.2e} per s)",

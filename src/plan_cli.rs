@@ -218,7 +218,8 @@ pub fn proton(a: &ProtonArgs) -> CliResult {
         )?);
     }
     let engine = crate::progress_bar::watched(Engine::new(choice)?);
-    let backend = engine.pbs_backend()?;
+    // the backends that ran (the CPU for small beams or a GPU failure under Auto)
+    let mut backends: Vec<String> = Vec::new();
     progress(&format!("reading the CT in {}", a.ct.display()));
     let t = Instant::now();
     let ct = read_ct_series(&a.ct, None)?;
@@ -247,7 +248,11 @@ pub fn proton(a: &ProtonArgs) -> CliResult {
             b.name
         ));
         let tb = Instant::now();
-        let dose = engine.pbs_dose(&ct.volume, plan, &machine, Some(&grid), &options)?;
+        let (dose, ran) =
+            engine.pbs_dose_with_backend(&ct.volume, plan, &machine, Some(&grid), &options)?;
+        if !backends.contains(&ran.to_string()) {
+            backends.push(ran.to_string());
+        }
         progress(&format!(
             "beam {}/{} done in {:.1} s",
             n + 1,
@@ -362,7 +367,7 @@ pub fn proton(a: &ProtonArgs) -> CliResult {
         100.0 * options.lateral_cutoff_fraction,
         options.hlut.name()
     )?;
-    writeln!(r, "  backend        {backend}")?;
+    writeln!(r, "  backend        {}", backends.join("; "))?;
     writeln!(
         r,
         "  time           {:.1} s (CT {ct_seconds:.1} s, dose {dose_seconds:.1} s)",
@@ -459,7 +464,7 @@ pub fn brachy(a: &BrachyArgs) -> CliResult {
         grid.len()
     ));
     let t = Instant::now();
-    let dose = engine.tg43_dose(&implant, &grid)?;
+    let (dose, ran) = engine.tg43_dose_with_backend(&implant, &grid)?;
     let dose_seconds = t.elapsed().as_secs_f64();
     let timing = match implant.technique() {
         Technique::Permanent => format!(
@@ -521,7 +526,7 @@ pub fn brachy(a: &BrachyArgs) -> CliResult {
         r,
         "  calculation    TG-43 line source in water (no heterogeneity correction)"
     )?;
-    writeln!(r, "  backend        {}", engine.backend())?;
+    writeln!(r, "  backend        {ran}")?;
     writeln!(
         r,
         "  time           {:.2} s (dose {dose_seconds:.2} s)",

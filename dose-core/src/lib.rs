@@ -47,6 +47,8 @@ pub mod proton;
 pub mod qa;
 pub mod tg43;
 
-pub use engine::{BackendChoice, BackendKind, DEFAULT_DIJ_LIMIT_BYTES, Engine, Progress};
+pub use engine::{
+    AUTO_GPU_MIN_WORK, BackendChoice, BackendKind, DEFAULT_DIJ_LIMIT_BYTES, Engine, Progress,
+};
 pub use error::{DoseError, Result};
 pub use grid::{CtVolume, DEFAULT_MAX_VOXELS, DoseGrid, Grid3, Volume};

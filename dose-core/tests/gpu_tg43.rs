@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use isodose_core::tg43::{Formalism, Implant, Seed, SeedCatalogue, Technique};
-use isodose_core::{BackendChoice, BackendKind, DoseGrid, Engine, Grid3};
+use isodose_core::{AUTO_GPU_MIN_WORK, BackendChoice, BackendKind, DoseGrid, Engine, Grid3};
 use proptest::prelude::*;
 
 fn gpu() -> Option<Engine> {
@@ -132,4 +132,39 @@ fn auto_uses_hardware_gpus_only() {
     // other kernels run
     assert_eq!(auto.pbs_backend().ok().as_ref(), Some(auto.backend()));
     assert_eq!(&auto.pbs_dij_backend(), auto.backend());
+}
+
+/// Under `Auto`, a problem below `AUTO_GPU_MIN_WORK` runs on the CPU even on
+/// a machine with a hardware GPU (opening and feeding a GPU costs more than
+/// computing it), and a large one runs where `Auto` prefers: the hardware
+/// GPU if there is one, else the CPU. An explicit `Gpu` engine runs every
+/// problem on its GPU.
+#[test]
+fn auto_keeps_small_problems_on_the_cpu() {
+    let model = SeedCatalogue::builtin()
+        .get("Amersham6711")
+        .unwrap()
+        .clone();
+    let seeds = vec![Seed::new([0.0, 0.0, 0.0], None, 0.5).unwrap()];
+    let implant = Implant::new(model, seeds, Technique::Permanent, 0.0).unwrap();
+    let small = Grid3::new([10, 10, 10], [2.0; 3], [-9.0; 3]).unwrap();
+    assert!((small.len() as f64) < AUTO_GPU_MIN_WORK);
+    let auto = Engine::new(BackendChoice::Auto).unwrap();
+    let (d_small, ran) = auto.tg43_dose_with_backend(&implant, &small).unwrap();
+    assert!(matches!(ran, BackendKind::Cpu { .. }), "{ran:?}");
+    let reference = Engine::new(BackendChoice::Cpu)
+        .unwrap()
+        .tg43_dose(&implant, &small)
+        .unwrap();
+    assert_eq!(d_small.data(), reference.data());
+    // 1 seed x 1.1e7 voxels: at the threshold
+    let large = Grid3::new([110, 320, 320], [1.0; 3], [-159.5, -159.5, -54.5]).unwrap();
+    assert!(large.len() as f64 >= AUTO_GPU_MIN_WORK);
+    let (_, ran) = auto.tg43_dose_with_backend(&implant, &large).unwrap();
+    assert_eq!(&ran, auto.backend());
+    if let Some(g) = gpu() {
+        let (_, ran) = g.tg43_dose_with_backend(&implant, &small).unwrap();
+        assert_eq!(&ran, g.backend());
+        assert!(matches!(ran, BackendKind::Gpu { .. }));
+    }
 }

@@ -493,10 +493,11 @@ fn brachy_dose(
     progress: Option<Bound<'_, PyAny>>,
 ) -> PyResult<PyDose> {
     let e = engine(py, backend)?;
-    let dose = progress::run(py, &e, progress.as_ref(), |e| {
-        e.tg43_dose(&implant.0, &grid.0)
+    // the backend that ran (the CPU for a small problem under Auto)
+    let (dose, ran) = progress::run(py, &e, progress.as_ref(), |e| {
+        e.tg43_dose_with_backend(&implant.0, &grid.0)
     })?;
-    Ok(PyDose::from_rust(py, dose, e.backend().to_string()))
+    Ok(PyDose::from_rust(py, dose, ran.to_string()))
 }
 
 /// Proton machine data: per nominal energy (MeV) the integrated depth-dose

@@ -2,8 +2,8 @@
 //!
 //! An engine is created once with a [`BackendChoice`] and reused. The CPU
 //! backend (rayon, f64 accumulation) is the reference implementation; the GPU
-//! backend (wgpu: TG-43, gamma and the proton forward dose; the proton dij
-//! stays on the CPU) must match it. Preparation that
+//! backend (wgpu: TG-43, gamma, the proton forward dose and dij) must match
+//! it. Preparation that
 //! both backends share (the tabulated TG-43 kernel, seed frames) happens before
 //! dispatch.
 
@@ -84,19 +84,30 @@ fn cpu_kind() -> BackendKind {
     }
 }
 
-/// The process-wide GPU context for `Auto`: probed once, kept if it is a
-/// hardware adapter (a software rasteriser is slower than the CPU backend).
+/// The process-wide GPU context for `Auto`: probed once, on the first
+/// problem large enough for it, and kept if the adapter is a hardware GPU (a
+/// software rasteriser is slower than the CPU backend; it is refused before
+/// a device is opened or a kernel compiled).
 #[cfg(feature = "gpu")]
 fn auto_gpu() -> Option<Arc<gpu::GpuContext>> {
     static PROBE: std::sync::OnceLock<Option<Arc<gpu::GpuContext>>> = std::sync::OnceLock::new();
     PROBE
-        .get_or_init(|| {
-            gpu::GpuContext::new()
-                .ok()
-                .filter(|c| !c.is_software())
-                .map(Arc::new)
-        })
+        .get_or_init(|| gpu::GpuContext::hardware().ok().flatten().map(Arc::new))
         .clone()
+}
+
+/// Under `Auto`, problems smaller than this many evaluations (seed·voxel
+/// pairs for TG-43, pencil·voxel pairs inside the lateral cut-off for
+/// protons, 100 per reference voxel for gamma) run on the CPU: about 50 ms
+/// on two cores, less than opening a GPU and moving the data there and back
+/// costs. Larger ones use a hardware GPU when there is one.
+pub const AUTO_GPU_MIN_WORK: f64 = 1e7;
+
+#[cfg(feature = "gpu")]
+fn gpu_kind(ctx: &gpu::GpuContext) -> BackendKind {
+    BackendKind::Gpu {
+        adapter: ctx.adapter_name(),
+    }
 }
 
 /// A dose engine bound to one backend.
@@ -107,8 +118,10 @@ fn auto_gpu() -> Option<Arc<gpu::GpuContext>> {
 /// planner moves seeds, skip the tabulation.
 #[derive(Debug, Clone)]
 pub struct Engine {
-    backend: BackendKind,
+    /// The backend large problems run on (for `Auto`, found on first use).
+    backend: std::sync::OnceLock<BackendKind>,
     choice: BackendChoice,
+    /// The GPU of an explicit `Gpu` engine (`Auto` uses [`auto_gpu`]).
     #[cfg(feature = "gpu")]
     gpu: Option<Arc<gpu::GpuContext>>,
     tables: Arc<Mutex<Vec<CachedTable>>>,
@@ -129,11 +142,13 @@ impl Engine {
     /// Creates an engine. `Cpu` is the reference backend. `Gpu` opens the
     /// first wgpu adapter (software rasterisers included, so that the kernels
     /// can be tested anywhere) and is an error when there is none, never a
-    /// silent fall-back. `Auto` uses a hardware GPU when one exists (probed
-    /// once per process) and the CPU otherwise.
+    /// silent fall-back. `Auto` opens nothing: problems of at least
+    /// [`AUTO_GPU_MIN_WORK`] evaluations run on a hardware GPU when one
+    /// exists (probed once per process, on the first such problem), all
+    /// others on the CPU.
     pub fn new(choice: BackendChoice) -> Result<Self> {
-        let cpu = |choice| Self {
-            backend: cpu_kind(),
+        let with = |backend: Option<BackendKind>| Self {
+            backend: backend.map_or_else(std::sync::OnceLock::new, std::sync::OnceLock::from),
             choice,
             #[cfg(feature = "gpu")]
             gpu: None,
@@ -141,18 +156,13 @@ impl Engine {
             progress: Hook::default(),
         };
         match choice {
-            BackendChoice::Cpu => Ok(cpu(choice)),
+            BackendChoice::Cpu => Ok(with(Some(cpu_kind()))),
             #[cfg(feature = "gpu")]
             BackendChoice::Gpu => {
                 let ctx = Arc::new(gpu::GpuContext::new()?);
                 Ok(Self {
-                    backend: BackendKind::Gpu {
-                        adapter: ctx.adapter_name(),
-                    },
-                    choice,
-                    gpu: Some(ctx),
-                    tables: Arc::default(),
-                    progress: Hook::default(),
+                    gpu: Some(ctx.clone()),
+                    ..with(Some(gpu_kind(&ctx)))
                 })
             }
             #[cfg(not(feature = "gpu"))]
@@ -160,20 +170,20 @@ impl Engine {
                 reason: "this build of isodose has no GPU backend (feature \"gpu\" off)".into(),
             }),
             #[cfg(feature = "gpu")]
-            BackendChoice::Auto => Ok(match auto_gpu() {
-                Some(ctx) => Self {
-                    backend: BackendKind::Gpu {
-                        adapter: ctx.adapter_name(),
-                    },
-                    choice,
-                    gpu: Some(ctx),
-                    tables: Arc::default(),
-                    progress: Hook::default(),
-                },
-                None => cpu(choice),
-            }),
+            BackendChoice::Auto => Ok(with(None)),
             #[cfg(not(feature = "gpu"))]
-            BackendChoice::Auto => Ok(cpu(choice)),
+            BackendChoice::Auto => Ok(with(Some(cpu_kind()))),
+        }
+    }
+
+    /// The GPU a problem of `work` evaluations runs on, if any: the explicit
+    /// engine's, or under `Auto` a hardware GPU for a large enough problem.
+    #[cfg(feature = "gpu")]
+    fn gpu_for(&self, work: f64) -> Option<Arc<gpu::GpuContext>> {
+        match (&self.gpu, self.choice) {
+            (Some(ctx), _) => Some(ctx.clone()),
+            (None, BackendChoice::Auto) if work >= AUTO_GPU_MIN_WORK => auto_gpu(),
+            _ => None,
         }
     }
 
@@ -189,34 +199,36 @@ impl Engine {
     }
 
     /// The backend the proton forward dose ([`Engine::pbs_dose`]) runs on:
-    /// the engine's GPU when it has one (an explicit `Gpu` engine, or `Auto`
-    /// on a hardware GPU), else the CPU. (Under `Auto`, a GPU failure during
-    /// a calculation falls back to the CPU for that calculation;
+    /// [`Engine::backend`]. (Under `Auto`, a problem below
+    /// [`AUTO_GPU_MIN_WORK`] or a GPU failure runs on the CPU;
     /// [`Engine::pbs_dose_with_backend`] reports the backend that actually
-    /// ran.) The dij ([`Engine::pbs_dij`]) runs on the same backend. Never
-    /// an error at present; the `Result` is kept for backends that cannot
-    /// run protons.
+    /// ran.) Never an error at present; the `Result` is kept for backends
+    /// that cannot run protons.
     pub fn pbs_backend(&self) -> Result<BackendKind> {
-        Ok(match &self.backend {
-            gpu @ BackendKind::Gpu { .. } => gpu.clone(),
-            BackendKind::Cpu { .. } => cpu_kind(),
-        })
+        Ok(self.backend().clone())
     }
 
     /// The backend the dose-influence matrix ([`Engine::pbs_dij`]) runs on:
-    /// the engine's GPU when it has one, else the CPU (under `Auto`, a GPU
-    /// failure falls back to the CPU for that calculation;
-    /// [`Engine::pbs_dij_with_backend`] reports the backend that ran).
+    /// [`Engine::backend`] ([`Engine::pbs_dij_with_backend`] reports the
+    /// backend that actually ran).
     pub fn pbs_dij_backend(&self) -> BackendKind {
-        match &self.backend {
-            gpu @ BackendKind::Gpu { .. } => gpu.clone(),
-            BackendKind::Cpu { .. } => cpu_kind(),
-        }
+        self.backend().clone()
     }
 
-    /// The backend this engine runs on.
+    /// The backend this engine runs its problems on: the CPU, the explicit
+    /// GPU, or under `Auto` the hardware GPU if there is one (probing it on
+    /// this first call), else the CPU. Under `Auto`, problems below
+    /// [`AUTO_GPU_MIN_WORK`] evaluations run on the CPU all the same; the
+    /// `*_with_backend` methods and [`crate::qa::GammaResult::backend`] say
+    /// where each one ran.
     pub fn backend(&self) -> &BackendKind {
-        &self.backend
+        self.backend.get_or_init(|| {
+            #[cfg(feature = "gpu")]
+            if let Some(ctx) = auto_gpu() {
+                return gpu_kind(&ctx);
+            }
+            cpu_kind()
+        })
     }
 
     /// Initial TG-43 dose rate (cGy/h at the start of irradiation) of
@@ -231,12 +243,23 @@ impl Engine {
         let table = self.table(implant, grid, formalism)?;
         let scale = implant.decay_to_start();
         self.tg43_dispatch(implant, grid, &table, scale)
+            .map(|(d, _)| d)
     }
 
     /// Total TG-43 dose (Gy) of `implant` on `grid`: the initial dose rate
     /// times the effective time of the implant's technique (permanent:
     /// τ = T½/ln 2; temporary: τ(1 − e^(−t/τ))).
     pub fn tg43_dose(&self, implant: &Implant, grid: &Grid3) -> Result<DoseGrid> {
+        self.tg43_dose_with_backend(implant, grid).map(|(d, _)| d)
+    }
+
+    /// As [`Engine::tg43_dose`], with the backend that computed the dose
+    /// (the CPU for a small problem or after a GPU failure under `Auto`).
+    pub fn tg43_dose_with_backend(
+        &self,
+        implant: &Implant,
+        grid: &Grid3,
+    ) -> Result<(DoseGrid, BackendKind)> {
         let table = self.table(implant, grid, Formalism::Line)?;
         let scale = implant.decay_to_start() * implant.dose_gy_per_initial_cgy_per_h();
         self.tg43_dispatch(implant, grid, &table, scale)
@@ -258,13 +281,13 @@ impl Engine {
         use crate::qa::gamma as g;
         let setup = g::setup(reference, evaluated, criteria)?;
         #[cfg(feature = "gpu")]
-        if let Some(ctx) = &self.gpu {
+        if let Some(ctx) = self.gpu_for(100.0 * reference.grid().len() as f64) {
             let planes = reference.grid().nz() as u64;
             self.progress.report("gamma", 0, planes)?;
-            match gpu::gamma::gamma_grid(ctx, reference, evaluated, &setup) {
+            match gpu::gamma::gamma_grid(&ctx, reference, evaluated, &setup) {
                 Ok(values) => {
                     self.progress.report("gamma", planes, planes)?;
-                    return g::finish(reference, values, setup, self.backend.clone());
+                    return g::finish(reference, values, setup, gpu_kind(&ctx));
                 }
                 Err(e) if self.choice == BackendChoice::Auto => {
                     eprintln!("isodose: GPU gamma failed ({e}); computing it on the CPU");
@@ -317,13 +340,13 @@ impl Engine {
         let grid = dose_grid.unwrap_or(ct.grid());
         let beams = self.prepare(ct, plan, machine, grid, options, true)?;
         #[cfg(feature = "gpu")]
-        if let Some(ctx) = &self.gpu {
+        if let Some(ctx) = self.gpu_for(pencil_voxel_pairs(&beams, grid)) {
             let planes = grid.nz() as u64;
             self.progress.report("proton dose", 0, planes)?;
-            match gpu::pbs::pbs_dose(ctx, &beams, grid) {
+            match gpu::pbs::pbs_dose(&ctx, &beams, grid) {
                 Ok(dose) => {
                     self.progress.report("proton dose", planes, planes)?;
-                    return Ok((dose, self.backend.clone()));
+                    return Ok((dose, gpu_kind(&ctx)));
                 }
                 Err(e) if self.choice == BackendChoice::Auto => {
                     eprintln!("isodose: GPU proton dose failed ({e}); computing it on the CPU");
@@ -375,16 +398,16 @@ impl Engine {
         let grid = dose_grid.unwrap_or(ct.grid());
         let beams = self.prepare(ct, plan, machine, grid, options, false)?;
         #[cfg(feature = "gpu")]
-        if let Some(ctx) = &self.gpu {
+        if let Some(ctx) = self.gpu_for(pencil_voxel_pairs(&beams, grid)) {
             match gpu::dij::pbs_dij(
-                ctx,
+                &ctx,
                 &beams,
                 grid,
                 plan.spot_count(),
                 max_bytes,
                 &self.progress,
             ) {
-                Ok(dij) => return Ok((dij, self.backend.clone())),
+                Ok(dij) => return Ok((dij, gpu_kind(&ctx))),
                 Err(e @ DoseError::BackendUnavailable { .. })
                     if self.choice == BackendChoice::Auto =>
                 {
@@ -445,16 +468,28 @@ impl Engine {
         grid: &Grid3,
         table: &DoseRateTable,
         scale: f64,
-    ) -> Result<DoseGrid> {
+    ) -> Result<(DoseGrid, BackendKind)> {
         #[cfg(feature = "gpu")]
-        if let Some(ctx) = &self.gpu {
+        if let Some(ctx) = self.gpu_for(implant.seeds().len() as f64 * grid.len() as f64) {
             let rows = (grid.nz() * grid.ny()) as u64;
             self.progress.report("TG-43 dose", 0, rows)?;
-            let dose = gpu::tg43::tg43_grid(ctx, implant, grid, table, scale)?;
-            self.progress.report("TG-43 dose", rows, rows)?;
-            return Ok(dose);
+            match gpu::tg43::tg43_grid(&ctx, implant, grid, table, scale) {
+                Ok(dose) => {
+                    self.progress.report("TG-43 dose", rows, rows)?;
+                    return Ok((dose, gpu_kind(&ctx)));
+                }
+                Err(e @ DoseError::BackendUnavailable { .. })
+                    if self.choice == BackendChoice::Auto =>
+                {
+                    eprintln!("isodose: GPU TG-43 dose failed ({e}); computing it on the CPU");
+                }
+                Err(e) => return Err(e),
+            }
         }
-        cpu::tg43_grid(implant, grid, table, scale, &self.progress)
+        Ok((
+            cpu::tg43_grid(implant, grid, table, scale, &self.progress)?,
+            cpu_kind(),
+        ))
     }
 
     /// The tabulated kernel for `implant`'s model that covers `grid`, from the
@@ -503,6 +538,22 @@ impl Engine {
 
 /// Largest distance from any seed to any voxel centre of `grid`, mm (the
 /// farthest voxel of a box from a point is one of its corners).
+/// Pencil·voxel pairs inside the lateral cut-offs of the prepared beams
+/// (each pencil's cut-off cylinder over its depth nodes, in voxels): the
+/// work of a proton dose or dij, for the choice of backend under `Auto`.
+#[cfg(feature = "gpu")]
+fn pencil_voxel_pairs(beams: &[PreparedBeam], grid: &Grid3) -> f64 {
+    let voxel = grid.voxel_volume_mm3();
+    beams
+        .iter()
+        .flat_map(|b| &b.pencils)
+        .map(|p| {
+            let length = p.nodes.len().saturating_sub(1) as f64 * p.step;
+            std::f64::consts::PI * p.max_radius * p.max_radius * length / voxel
+        })
+        .sum()
+}
+
 pub(crate) fn max_seed_distance_mm(implant: &Implant, grid: &Grid3) -> f64 {
     let (lo, hi) = grid.centre_bounds_mm();
     let corners = (0..8).map(|c| {

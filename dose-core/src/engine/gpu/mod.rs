@@ -103,6 +103,17 @@ impl GpuContext {
     /// Opens the first adapter wgpu offers (high-performance preference) and
     /// compiles the kernels. An error when there is none.
     pub fn new() -> Result<Self> {
+        Self::open(true)?.ok_or_else(|| gpu_error("no GPU adapter"))
+    }
+
+    /// As [`GpuContext::new`], for hardware adapters only: `None` (before
+    /// any device is opened or kernel compiled) when the adapter wgpu offers
+    /// is a software rasteriser.
+    pub fn hardware() -> Result<Option<Self>> {
+        Self::open(false)
+    }
+
+    fn open(accept_software: bool) -> Result<Option<Self>> {
         let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
         // Vulkan (hardware drivers and Mesa's lavapipe) unless WGPU_BACKEND says otherwise
         if std::env::var_os("WGPU_BACKEND").is_none() {
@@ -117,6 +128,9 @@ impl GpuContext {
         }))
         .map_err(|e| gpu_error(format!("no GPU adapter: {e}")))?;
         let info = adapter.get_info();
+        if !accept_software && info.device_type == wgpu::DeviceType::Cpu {
+            return Ok(None);
+        }
         let limits = adapter.limits();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("isodose"),
@@ -134,7 +148,7 @@ impl GpuContext {
             pipelines(&device, "pbs_dij", PBS_DIJ_WGSL, &["dij_count", "dij_fill"])?
                 .try_into()
                 .map_err(|_| gpu_error("shader pbs_dij.wgsl: two entry points expected"))?;
-        Ok(Self {
+        Ok(Some(Self {
             device,
             queue,
             info,
@@ -144,7 +158,7 @@ impl GpuContext {
             pbs_dose,
             dij_count,
             dij_fill,
-        })
+        }))
     }
 
     /// "name (backend, device type)" of the adapter.
