@@ -5,6 +5,8 @@
 //! linear (C-order: z, y, x) voxel index, values in Gy per proton (f32), row
 //! indices u32. The dose of weights w (protons) is D = Dij · w.
 
+use rayon::prelude::*;
+
 use crate::error::{DoseError, Result};
 
 /// A voxels × spots CSC matrix of dose per proton (Gy).
@@ -47,7 +49,7 @@ impl Dij {
                 values.len()
             )));
         }
-        if row_idx.iter().any(|r| *r as usize >= n_voxels) {
+        if row_idx.par_iter().any(|r| *r as usize >= n_voxels) {
             return Err(bad(format!("a row index exceeds {n_voxels} voxels")));
         }
         Ok(Self {

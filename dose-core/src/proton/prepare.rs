@@ -543,12 +543,15 @@ pub(crate) fn count_voxels(
 
 /// The rows of `dose_grid` (z index k in `k_range`, y index j) that the
 /// pencil's bounding cylinder crosses, with the x-index interval inside it:
-/// `f(k, j, i0, i1)`.
+/// `f(k, j, i0, i1)`. Without `cylinder`, every row of the cylinder's
+/// bounding box, with the whole x range (for callers that find each row's
+/// exact interval themselves).
 fn rows(
     pencil: &Pencil,
     frame: &BeamFrame,
     dose_grid: &Grid3,
     k_range: std::ops::Range<usize>,
+    cylinder: bool,
     mut f: impl FnMut(usize, usize, usize, usize),
 ) {
     if pencil.nodes.len() < 2 {
@@ -579,6 +582,12 @@ fn rows(
     // distance² from the axis of p(i) = p0 + i·(sx, 0, 0) is qa i² + bq i + c
     let qa = s.x * s.x - ux * ux;
     for k in kr.start.max(k_range.start)..kr.end.min(k_range.end) {
+        if !cylinder {
+            for j in jr.clone() {
+                f(k, j, 0, nx);
+            }
+            continue;
+        }
         for j in jr.clone() {
             let p0 = Point3::new(o.x, o.y + j as f64 * s.y, o.z + k as f64 * s.z);
             let w = p0 - a;
@@ -630,7 +639,11 @@ fn visit<const EVAL: bool>(
     let dbz = [bz[0] - b0[0], bz[1] - b0[1], bz[2] - b0[2]];
     let inv_step = 1.0 / pencil.step;
     let last = (pencil.nodes.len() - 1) as f64;
-    rows(pencil, frame, dose_grid, k_range, |k, j, i0, i1| {
+    // rows perpendicular to the beam (the fast path below) find their exact
+    // interval of i from the cut-off of their one depth node, which a
+    // cylinder test per row would only repeat
+    let fast = dbx[2].abs() < 1e-12;
+    rows(pencil, frame, dose_grid, k_range, !fast, |k, j, i0, i1| {
         let (jf, kf) = (j as f64, k as f64);
         let row_b = [
             b0[0] + jf * dby[0] + kf * dbz[0],
@@ -638,7 +651,7 @@ fn visit<const EVAL: bool>(
             b0[2] + jf * dby[2] + kf * dbz[2],
         ];
         let row = (k * ny + j) * nx;
-        if dbx[2].abs() < 1e-12 {
+        if fast {
             // the row is perpendicular to the beam: one depth node for the
             // whole row, and the cut-off is an exact interval of i
             let delta = row_b[2];
@@ -650,21 +663,21 @@ fn visit<const EVAL: bool>(
             let frac = t - n as f64;
             let (n0, n1) = (&pencil.nodes[n], &pencil.nodes[n + 1]);
             let near = if frac < 0.5 { n0 } else { n1 };
-            let node = DepthNode {
-                core_amplitude: n0.core_amplitude + frac * (n1.core_amplitude - n0.core_amplitude),
-                halo_amplitude: n0.halo_amplitude + frac * (n1.halo_amplitude - n0.halo_amplitude),
-                ..*near
-            };
             let (cx, cy) = pencil.centre(delta);
             // dx = p + i q, dy = u + i v
             let (p, q, u, v) = (row_b[0] - cx, dbx[0], row_b[1] - cy, dbx[1]);
             let qa = q * q + v * v;
             let qb = 2.0 * (p * q + u * v);
-            let qc = p * p + u * u - node.cutoff_sq;
+            let qc = p * p + u * u - near.cutoff_sq;
             let disc = qb * qb - 4.0 * qa * qc;
             if qa <= 0.0 || disc < 0.0 {
                 return;
             }
+            let node = DepthNode {
+                core_amplitude: n0.core_amplitude + frac * (n1.core_amplitude - n0.core_amplitude),
+                halo_amplitude: n0.halo_amplitude + frac * (n1.halo_amplitude - n0.halo_amplitude),
+                ..*near
+            };
             let sq = disc.sqrt();
             let lo = ((-qb - sq) / (2.0 * qa) - 1.0).max(i0 as f64) as usize;
             let hi = (((-qb + sq) / (2.0 * qa) + 2.0).max(0.0) as usize).min(i1);
