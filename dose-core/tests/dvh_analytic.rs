@@ -222,3 +222,151 @@ fn cylinder_along_z_and_structure_outside_the_grid() {
     // outside counts as 0 Gy: V(1 Gy) is the inside volume
     assert!((dvh.volume_at_least_cc(1.0) / inside - 1.0).abs() < 0.02);
 }
+
+/// Area of the part of a disc of radius `rho` centred at 0 with x ≥ s.
+fn segment_area(s: f64, rho: f64) -> f64 {
+    if s >= rho {
+        0.0
+    } else if s <= -rho {
+        PI * rho * rho
+    } else {
+        rho * rho * (s / rho).acos() - s * (rho * rho - s * s).sqrt()
+    }
+}
+
+/// The dose D₀ + g·u at which `above(u)` (a decreasing volume) equals the
+/// fraction `x` of `above(lo)`, by bisection on u in [lo, hi].
+fn invert(above: impl Fn(f64) -> f64, x: f64, lo: f64, hi: f64, d0: f64, g: f64) -> f64 {
+    let total = above(lo);
+    let (mut a, mut b) = (lo, hi);
+    for _ in 0..100 {
+        let mid = 0.5 * (a + b);
+        if above(mid) > x * total {
+            a = mid;
+        } else {
+            b = mid;
+        }
+    }
+    d0 + g * 0.5 * (a + b)
+}
+
+/// Cones (Nelms et al. 2015 also use cones: a structure whose cross-section
+/// shrinks to a point, where both the contouring and the sampling are
+/// tested at once), base radius Rb on z = z₀, apex at z₀ + H, contoured on
+/// axial planes h apart, in linear gradients along the axis and across it.
+/// Along the axis the ideal cone has the closed form V(z ≥ u) / V =
+/// (1 − u/H)³, so D_x = D₀ + g·H·(1 − x^⅓); across it, the part of each
+/// disc beyond x = s is a circular segment, integrated over the height. The
+/// structure isodose samples is the stack of discs (each plane owns a slab
+/// of height h): its DVH must equal that model's within 1 %, and the ideal
+/// cone's within the model's own difference (a few %).
+#[test]
+fn cones_in_linear_gradients() {
+    for (rb, height, h) in [(10.0f64, 12.0f64, 1.0f64), (20.0, 24.0, 2.0)] {
+        let base = [-4.2, 7.9, -20.3];
+        let n = (height / h).round() as usize;
+        let planes: Vec<(f64, f64)> = (0..n)
+            .map(|i| {
+                let z = (i as f64 + 0.5) * h;
+                (z, rb * (1.0 - z / height))
+            })
+            .collect();
+        let contours: Vec<_> = planes
+            .iter()
+            .map(|&(z, rho)| circle([base[0], base[1]], rho, base[2] + z, 256))
+            .collect();
+        let s = Structure::from_contours("cone", &contours, h).unwrap();
+        let ideal_cc = PI * rb * rb * height / 3.0 / 1000.0;
+        let model_cc: f64 = planes
+            .iter()
+            .map(|&(_, rho)| PI * rho * rho * h)
+            .sum::<f64>()
+            / 1000.0;
+        assert!((s.volume_cc() / model_cc - 1.0).abs() < 1e-9);
+        let s_grid = 2.5;
+        let grid = Grid3::new(
+            [
+                ((height + 10.0) / s_grid).ceil() as usize + 1,
+                ((2.0 * rb + 10.0) / s_grid).ceil() as usize + 1,
+                ((2.0 * rb + 10.0) / s_grid).ceil() as usize + 1,
+            ],
+            [s_grid; 3],
+            [
+                base[0] - rb - 5.0 + 0.3,
+                base[1] - rb - 5.0 - 0.6,
+                base[2] - 5.0 + 0.9,
+            ],
+        )
+        .unwrap();
+        let d0 = 10.0;
+        // along the axis: D = d0 + g (z − z_base), from d0 to d0 + 5
+        let g = 5.0 / height;
+        let dose = linear_dose(&grid, d0, [0.0, 0.0, g], base);
+        let dvh = Dvh::from_structure(&dose, &s, 4).unwrap();
+        assert!(
+            (dvh.volume_cc() / model_cc - 1.0).abs() < 0.01,
+            "cone {rb}/{height}: volume {} cm³, disc model {model_cc}, ideal {ideal_cc}",
+            dvh.volume_cc()
+        );
+        assert!((dvh.volume_cc() / ideal_cc - 1.0).abs() < 0.02);
+        // mean height of the ideal cone is H/4
+        assert!(
+            (dvh.mean() / (d0 + g * height / 4.0) - 1.0).abs() < 0.01,
+            "mean {}",
+            dvh.mean()
+        );
+        let discs_above = |u: f64| -> f64 {
+            planes
+                .iter()
+                .map(|&(z, rho)| PI * rho * rho * ((z + h / 2.0) - (z - h / 2.0).max(u)).max(0.0))
+                .sum()
+        };
+        for x in [0.02, 0.05, 0.5, 0.95, 0.98] {
+            let got = dvh.dose_at_fraction(x).unwrap();
+            let model = invert(discs_above, x, -h, height + h, d0, g);
+            let ideal = d0 + g * height * (1.0 - x.cbrt());
+            assert!(
+                (got / model - 1.0).abs() < 0.01,
+                "cone {rb}/{height}, gradient along z: D{x} = {got}, disc model {model}"
+            );
+            assert!(
+                (got / ideal - 1.0).abs() < 0.03,
+                "cone {rb}/{height}, gradient along z: D{x} = {got}, ideal cone {ideal}"
+            );
+        }
+        // across the axis: D = d0 + g (x − x_base), from d0 − 5 to d0 + 5
+        let g = 5.0 / rb;
+        let dose = linear_dose(&grid, d0, [g, 0.0, 0.0], base);
+        let dvh = Dvh::from_structure(&dose, &s, 4).unwrap();
+        assert!((dvh.mean() / d0 - 1.0).abs() < 0.01, "mean {}", dvh.mean());
+        let model_above = |u: f64| -> f64 {
+            planes
+                .iter()
+                .map(|&(_, rho)| h * segment_area(u, rho))
+                .sum()
+        };
+        // the ideal cone: a fine midpoint rule over z
+        let ideal_above = |u: f64| -> f64 {
+            let m = 4000;
+            (0..m)
+                .map(|i| {
+                    let z = (i as f64 + 0.5) * height / m as f64;
+                    segment_area(u, rb * (1.0 - z / height)) * height / m as f64
+                })
+                .sum()
+        };
+        for x in [0.02, 0.05, 0.5, 0.95, 0.98] {
+            let got = dvh.dose_at_fraction(x).unwrap();
+            let model = invert(model_above, x, -rb, rb, d0, g);
+            let ideal = invert(ideal_above, x, -rb, rb, d0, g);
+            assert!(
+                (got / model - 1.0).abs() < 0.01,
+                "cone {rb}/{height}, gradient along x: D{x} = {got}, disc model {model}"
+            );
+            assert!(
+                (got / ideal - 1.0).abs() < 0.02,
+                "cone {rb}/{height}, gradient along x: D{x} = {got}, ideal cone {ideal}"
+            );
+        }
+    }
+}
