@@ -88,17 +88,7 @@ fn slab_model_dx(x: f64, radius: f64, h: f64, d0: f64, g: f64) -> f64 {
             .map(|&(a, b, area)| area * (b - a.max(u)).max(0.0))
             .sum()
     };
-    let total = above(-radius - h);
-    let (mut lo, mut hi) = (-radius - h, radius + h);
-    for _ in 0..100 {
-        let mid = 0.5 * (lo + hi);
-        if above(mid) > x * total {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    d0 + g * 0.5 * (lo + hi)
+    invert(above, x, -radius - h, radius + h, d0, g)
 }
 
 fn grid_around(c: [f64; 3], radius: f64) -> Grid3 {

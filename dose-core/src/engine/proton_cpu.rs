@@ -10,7 +10,7 @@ use super::progress::Hook;
 use crate::error::{DoseError, Result};
 use crate::grid::{DoseGrid, Grid3, Volume};
 use crate::proton::Dij;
-use crate::proton::prepare::{PreparedBeam, count_voxels, for_each_voxel};
+use crate::proton::prepare::{PreparedBeam, count_voxels, for_each_voxel, pencils_by_spot};
 
 /// Forward dose (Gy) of the prepared beams on `grid`.
 pub(super) fn pbs_dose(beams: &[PreparedBeam], grid: &Grid3, hook: &Hook) -> Result<DoseGrid> {
@@ -80,14 +80,7 @@ pub(super) fn pbs_dij(
         });
     }
     // pencils of each spot (several when spots are split)
-    let mut by_spot: Vec<Vec<(usize, usize)>> = vec![Vec::new(); n_spots];
-    for (b, beam) in beams.iter().enumerate() {
-        for (i, p) in beam.pencils.iter().enumerate() {
-            if let Some(list) = by_spot.get_mut(p.spot) {
-                list.push((b, i));
-            }
-        }
-    }
+    let by_spot = pencils_by_spot(beams, n_spots);
     let all_k = 0..grid.nz();
     let counts: Vec<usize> = hook.par_map("dij: counting entries", &by_spot, |pencils| {
         match pencils.as_slice() {
@@ -101,18 +94,7 @@ pub(super) fn pbs_dij(
         }
     })?;
     let nnz: usize = counts.iter().sum();
-    let bytes = Dij::bytes_for(nnz, n_spots);
-    if bytes > max_bytes {
-        return Err(DoseError::OutOfRange {
-            field: "dij memory (bytes)".into(),
-            value: bytes as f64,
-            reason: format!(
-                "{nnz} entries need {:.1} MiB, above the limit of {:.1} MiB",
-                bytes as f64 / 1048576.0,
-                max_bytes as f64 / 1048576.0
-            ),
-        });
-    }
+    Dij::check_size(nnz, n_spots, max_bytes)?;
     let mut col_ptr = Vec::with_capacity(n_spots + 1);
     col_ptr.push(0u64);
     for c in &counts {

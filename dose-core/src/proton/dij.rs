@@ -94,6 +94,24 @@ impl Dij {
         nnz * (size_of::<u32>() + size_of::<f32>()) + (n_spots + 1) * size_of::<u64>()
     }
 
+    /// Refuses a matrix of `nnz` entries and `n_spots` columns that would
+    /// need more than `max_bytes` (checked before anything is allocated).
+    pub fn check_size(nnz: usize, n_spots: usize, max_bytes: usize) -> Result<()> {
+        let bytes = Self::bytes_for(nnz, n_spots);
+        if bytes > max_bytes {
+            return Err(DoseError::OutOfRange {
+                field: "dij memory (bytes)".into(),
+                value: bytes as f64,
+                reason: format!(
+                    "{nnz} entries need {:.1} MiB, above the limit of {:.1} MiB",
+                    bytes as f64 / 1048576.0,
+                    max_bytes as f64 / 1048576.0
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// D = Dij · w (Gy), with `weights` in protons, one per spot, summed in
     /// f64.
     pub fn dose(&self, weights: &[f64]) -> Result<Vec<f64>> {

@@ -515,6 +515,21 @@ fn machine_energy_error(machine: &ProtonMachine, energy: f64) -> DoseError {
     }
 }
 
+/// The pencils of each of the plan's `n_spots` spots, as (beam, pencil)
+/// indices: one, or the sub-pencils of a split spot (none for a spot
+/// without depth nodes in the grid's range).
+pub(crate) fn pencils_by_spot(beams: &[PreparedBeam], n_spots: usize) -> Vec<Vec<(usize, usize)>> {
+    let mut by_spot: Vec<Vec<(usize, usize)>> = vec![Vec::new(); n_spots];
+    for (b, beam) in beams.iter().enumerate() {
+        for (i, p) in beam.pencils.iter().enumerate() {
+            if let Some(list) = by_spot.get_mut(p.spot) {
+                list.push((b, i));
+            }
+        }
+    }
+    by_spot
+}
+
 /// Calls `f(linear voxel index, dose per proton)` for every voxel of
 /// `dose_grid` with z index in `k_range` that lies within `pencil`'s cut-off,
 /// in C order (z, then y, then x).

@@ -47,7 +47,7 @@ use crate::engine::progress::Hook;
 use crate::error::{DoseError, Result};
 use crate::grid::Grid3;
 use crate::proton::Dij;
-use crate::proton::prepare::{Pencil, PreparedBeam};
+use crate::proton::prepare::{Pencil, PreparedBeam, pencils_by_spot};
 
 /// Sizes the host batches the work into (besides the adapter's limits).
 #[derive(Clone, Copy, Debug)]
@@ -344,14 +344,7 @@ pub(crate) fn pbs_dij_tiled(
         )));
     }
     // pencils of each spot (several when spots are split)
-    let mut by_spot: Vec<Vec<(usize, usize)>> = vec![Vec::new(); n_spots];
-    for (b, beam) in beams.iter().enumerate() {
-        for (i, p) in beam.pencils.iter().enumerate() {
-            if let Some(list) = by_spot.get_mut(p.spot) {
-                list.push((b, i));
-            }
-        }
-    }
+    let by_spot = pencils_by_spot(beams, n_spots);
     let jobs: Vec<SpotJob<'_>> = {
         use rayon::prelude::*;
         by_spot
@@ -588,18 +581,7 @@ pub(crate) fn pbs_dij_tiled(
         }
     }
     let nnz: u64 = counts.iter().sum();
-    let bytes = Dij::bytes_for(nnz as usize, n_spots);
-    if bytes > max_bytes {
-        return Err(DoseError::OutOfRange {
-            field: "dij memory (bytes)".into(),
-            value: bytes as f64,
-            reason: format!(
-                "{nnz} entries need {:.1} MiB, above the limit of {:.1} MiB",
-                bytes as f64 / 1048576.0,
-                max_bytes as f64 / 1048576.0
-            ),
-        });
-    }
+    Dij::check_size(nnz as usize, n_spots, max_bytes)?;
     if let Some((s, c)) = counts.iter().enumerate().find(|(_, c)| **c > entries_cap) {
         return Err(gpu_error(format!(
             "spot {s} has {c} dij entries, beyond the {entries_cap} of one GPU output buffer"
