@@ -450,7 +450,7 @@ impl PyImplant {
 /// The engine for `backend`, created once per backend and process (a GPU
 /// engine opens its device and compiles its pipelines only the first time;
 /// clones share the caches).
-fn engine(py: Python<'_>, backend: &str) -> PyResult<Engine> {
+pub(crate) fn engine(py: Python<'_>, backend: &str) -> PyResult<Engine> {
     static ENGINES: std::sync::Mutex<Vec<(BackendChoice, Engine)>> =
         std::sync::Mutex::new(Vec::new());
     let choice = BackendChoice::parse(backend).py_err(py)?;

@@ -403,6 +403,7 @@ pub fn read_structures<'py>(
 pub struct PyDvh {
     dvh: Dvh,
     name: Option<String>,
+    backend: String,
 }
 
 #[pymethods]
@@ -411,6 +412,11 @@ impl PyDvh {
     #[getter]
     fn name(&self) -> Option<String> {
         self.name.clone()
+    }
+    /// The backend that binned the samples ("cpu (...)" or "gpu (...)").
+    #[getter]
+    fn backend(&self) -> String {
+        self.backend.clone()
     }
     /// Volume of the structure, cm³.
     #[getter]
@@ -521,47 +527,52 @@ impl PyDvh {
 /// The DVH of a structure in a dose: the native part of `isodose.dvh`
 /// (parameters there).
 #[pyfunction]
-#[pyo3(signature = (dose, mask_or_roi, subdivisions = 4, thickness_mm = None))]
+#[pyo3(signature = (dose, mask_or_roi, subdivisions = 4, thickness_mm = None, backend = "auto"))]
 pub fn dvh(
     py: Python<'_>,
     dose: &PyDose,
     mask_or_roi: &Bound<'_, PyAny>,
     subdivisions: usize,
     thickness_mm: Option<f64>,
+    backend: &str,
 ) -> PyResult<PyDvh> {
+    let e = crate::engine(py, backend)?;
     let d = dose.to_rust(py)?;
-    if let Ok(s) = mask_or_roi.cast::<PyStructure>() {
+    let (samples, name) = if let Ok(s) = mask_or_roi.cast::<PyStructure>() {
         let s = s.get();
         let fallback = d.grid().spacing_mm().z;
         let structure = s.resolved(py, thickness_mm, Some(fallback))?;
-        let dvh =
-            errors::detach(py, || Dvh::from_structure(&d, &structure, subdivisions))?.py_err(py)?;
-        return Ok(PyDvh {
-            dvh,
-            name: Some(s.structure.name().to_owned()),
-        });
-    }
-    if thickness_mm.is_some() {
-        return Err(errors::input_error(
-            py,
-            "thickness_mm applies to a Structure, not to a mask or occupancy array".into(),
-        ));
-    }
-    let np = py.import("numpy")?;
-    let kind: String = np
-        .call_method1("asarray", (mask_or_roi,))?
-        .getattr("dtype")?
-        .getattr("kind")?
-        .extract()?;
-    let dvh = if kind == "b" {
-        let mask = arrays::bool_3d(py, mask_or_roi, "mask", "(nz, ny, nx)")?;
-        errors::detach(py, || Dvh::from_mask(&d, &mask))?
+        let samples = errors::detach(py, || structure.sample(&d, subdivisions))?.py_err(py)?;
+        (samples, Some(s.structure.name().to_owned()))
     } else {
-        let occupancy = arrays::f32_3d(py, mask_or_roi, "occupancy", "(nz, ny, nx)")?;
-        errors::detach(py, || Dvh::from_occupancy(&d, &occupancy))?
-    }
-    .py_err(py)?;
-    Ok(PyDvh { dvh, name: None })
+        if thickness_mm.is_some() {
+            return Err(errors::input_error(
+                py,
+                "thickness_mm applies to a Structure, not to a mask or occupancy array".into(),
+            ));
+        }
+        let np = py.import("numpy")?;
+        let kind: String = np
+            .call_method1("asarray", (mask_or_roi,))?
+            .getattr("dtype")?
+            .getattr("kind")?
+            .extract()?;
+        let samples = if kind == "b" {
+            let mask = arrays::bool_3d(py, mask_or_roi, "mask", "(nz, ny, nx)")?;
+            errors::detach(py, || Dvh::mask_samples(&d, &mask))?
+        } else {
+            let occupancy = arrays::f32_3d(py, mask_or_roi, "occupancy", "(nz, ny, nx)")?;
+            errors::detach(py, || Dvh::occupancy_samples(&d, &occupancy))?
+        }
+        .py_err(py)?;
+        (samples, None)
+    };
+    let (dvh, ran) = errors::detach(py, || e.dvh(&samples))?.py_err(py)?;
+    Ok(PyDvh {
+        dvh,
+        name,
+        backend: ran.to_string(),
+    })
 }
 
 /// Paddick conformity index CI = TV_PIV² / (TV × PIV): TV the target volume,

@@ -383,3 +383,26 @@ def test_dvh_volume_differs_from_dicompyler_where_an_edge_is_on_pixel_centres(dv
     theirs = dvhcalc.get_dvh(str(RS), str(RD), 14)
     assert ours.volume_cc == pytest.approx(200 * 5 * 205 / 1000, rel=1e-3)
     assert theirs.volume == pytest.approx(200 * 6 * 205 / 1000, rel=1e-3)
+
+
+def test_gpu_dvh_matches_cpu_or_says_why():
+    """On the GPU backend the DVH of a fractional-occupancy structure has the
+    CPU's volume and statistics and its D_x within one bin (1e-4 of the
+    maximum dose); auto keeps such a small structure on the CPU; without any
+    adapter the error is GpuError."""
+    grid, _, zyx = cube_grid(16, 3.0)
+    dose = isodose.Dose(bumps(zyx), grid)
+    r = np.sqrt(sum(c**2 for c in zyx))
+    occupancy = np.clip((14.0 - r) / 3.0, 0.0, 1.0).astype(np.float32)
+    cpu = isodose.dvh(dose, occupancy, backend="cpu")
+    assert cpu.backend.startswith("cpu")
+    assert isodose.dvh(dose, occupancy).backend.startswith("cpu")  # auto, small
+    try:
+        gpu = isodose.dvh(dose, occupancy, backend="gpu")
+    except isodose.GpuError as e:
+        assert "adapter" in str(e)
+        return
+    assert gpu.backend.startswith("gpu")
+    assert gpu.volume_cc == cpu.volume_cc and gpu.mean == cpu.mean and gpu.max == cpu.max
+    for p in (2, 5, 50, 95, 98):
+        assert abs(gpu.d(p) - cpu.d(p)) <= cpu.bin_width_gy, p

@@ -300,6 +300,32 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// The DVH of weighted dose samples (see [`crate::qa::Dvh`]) on this
+    /// engine's backend, with the backend that ran. The GPU kernel
+    /// (`shaders/dvh_histogram.wgsl`) bins the samples (doses in f32, sums
+    /// exact in fixed point); the checks, volume and dose statistics are
+    /// computed on the CPU in both cases. Under `Auto`, fewer than
+    /// [`AUTO_GPU_MIN_WORK`] samples (or a GPU failure) run on the CPU.
+    pub fn dvh(&self, samples: &[crate::qa::DoseSample]) -> Result<(crate::qa::Dvh, BackendKind)> {
+        use crate::qa::Dvh;
+        #[cfg(feature = "gpu")]
+        if let Some(ctx) = self.gpu_for(samples.len() as f64) {
+            let bins = crate::qa::dvh::DVH_BINS;
+            match Dvh::from_samples_binned(samples, |s, w| gpu::dvh::histogram(&ctx, s, w, bins)) {
+                Ok(dvh) => return Ok((dvh, gpu_kind(&ctx))),
+                Err(e @ DoseError::BackendUnavailable { .. })
+                    if self.choice == BackendChoice::Auto =>
+                {
+                    eprintln!("isodose: GPU DVH failed ({e}); computing it on the CPU");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((Dvh::from_samples(samples)?, cpu_kind()))
+    }
+}
+
 /// Default limit on the memory of a dij, bytes (8 GiB).
 pub const DEFAULT_DIJ_LIMIT_BYTES: usize = 8 << 30;
 

@@ -40,6 +40,17 @@ pub struct Dvh {
 impl Dvh {
     /// The DVH of weighted samples (dose Gy, volume mm³).
     pub fn from_samples(samples: &[DoseSample]) -> Result<Self> {
+        Self::from_samples_binned(samples, |samples, w| Ok(histogram(samples, w)))
+    }
+
+    /// As [`Dvh::from_samples`], with the differential histogram (mm³ per
+    /// bin, [`DVH_BINS`] bins of the given width, Gy) computed by `bin`
+    /// (the CPU's or a GPU kernel's); everything else (checks, volume,
+    /// minimum, maximum, mean) in f64 here.
+    pub(crate) fn from_samples_binned(
+        samples: &[DoseSample],
+        bin: impl FnOnce(&[DoseSample], f64) -> Result<Vec<f64>>,
+    ) -> Result<Self> {
         let mut total = 0.0;
         let mut outside = 0.0;
         let mut sum = 0.0;
@@ -96,7 +107,7 @@ impl Dvh {
         } else {
             1e-6
         };
-        let bins_mm3 = histogram(samples, bin_width_gy);
+        let bins_mm3 = bin(samples, bin_width_gy)?;
         Ok(Self {
             bin_width_gy,
             bins_mm3,
@@ -111,9 +122,14 @@ impl Dvh {
     /// The DVH of the voxels of `dose` inside `mask` (same shape, `[z, y, x]`),
     /// each counting with its whole volume.
     pub fn from_mask(dose: &DoseGrid, mask: &Array3<bool>) -> Result<Self> {
+        Self::from_samples(&Self::mask_samples(dose, mask)?)
+    }
+
+    /// The samples of [`Dvh::from_mask`]: one per voxel inside `mask`.
+    pub fn mask_samples(dose: &DoseGrid, mask: &Array3<bool>) -> Result<Vec<DoseSample>> {
         check_shape(dose, mask.dim(), "structure mask")?;
         let v = dose.grid().voxel_volume_mm3();
-        let samples: Vec<DoseSample> = dose
+        Ok(dose
             .data()
             .iter()
             .zip(mask.iter())
@@ -124,13 +140,18 @@ impl Dvh {
                 volume_mm3: v,
                 outside: false,
             })
-            .collect();
-        Self::from_samples(&samples)
+            .collect())
     }
 
     /// The DVH of `dose` with each voxel weighted by `occupancy` (0–1, the
     /// fraction of the voxel inside the structure; same shape as the dose).
     pub fn from_occupancy(dose: &DoseGrid, occupancy: &Array3<f32>) -> Result<Self> {
+        Self::from_samples(&Self::occupancy_samples(dose, occupancy)?)
+    }
+
+    /// The samples of [`Dvh::from_occupancy`]: one per voxel with a
+    /// non-zero occupancy, weighted by it.
+    pub fn occupancy_samples(dose: &DoseGrid, occupancy: &Array3<f32>) -> Result<Vec<DoseSample>> {
         check_shape(dose, occupancy.dim(), "structure occupancy")?;
         if let Some(bad) = occupancy
             .iter()
@@ -143,7 +164,7 @@ impl Dvh {
             });
         }
         let v = dose.grid().voxel_volume_mm3();
-        let samples: Vec<DoseSample> = dose
+        Ok(dose
             .data()
             .iter()
             .zip(occupancy.iter())
@@ -154,8 +175,7 @@ impl Dvh {
                 volume_mm3: v * f64::from(*w),
                 outside: false,
             })
-            .collect();
-        Self::from_samples(&samples)
+            .collect())
     }
 
     /// The DVH of a contoured structure sampled on `dose` with `subdivisions`

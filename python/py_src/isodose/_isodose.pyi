@@ -346,6 +346,9 @@ class Dvh:
     @property
     def name(self) -> Optional[str]: ...
     @property
+    def backend(self) -> str:
+        """The backend that binned the samples."""
+    @property
     def volume_cc(self) -> float: ...
     @property
     def min(self) -> float: ...
@@ -382,6 +385,7 @@ def dvh(
     mask_or_roi: Union[Structure, _ArrayLike],
     subdivisions: int = 4,
     thickness_mm: Optional[float] = None,
+    backend: str = "auto",
 ) -> Dvh: ...
 def paddick_conformity(target_dvh: Dvh, dose: Dose, prescription_gy: float) -> float:
     """TV_PIV^2 / (TV x PIV), PIV from the whole dose grid (whole voxels)."""

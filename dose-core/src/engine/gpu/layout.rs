@@ -143,6 +143,25 @@ pub struct PbsNode {
     pub halo: [f32; 4],
 }
 
+/// Must match `struct Params` in shaders/dvh_histogram.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct DvhParams {
+    /// Samples in this dispatch.
+    pub samples: u32,
+    /// Bins of the histogram.
+    pub bins: u32,
+    /// Workgroups per row of the 2D dispatch.
+    pub groups_x: u32,
+    pub _pad: u32,
+    /// Bin width, Gy.
+    pub bin_width: f32,
+    /// Fixed-point units per mm³.
+    pub scale: f32,
+    pub _pad1: f32,
+    pub _pad2: f32,
+}
+
 /// Must match `struct DijSpot` in shaders/pbs_dij.wgsl: one spot (dij
 /// column) of a batch.
 #[repr(C)]
@@ -326,6 +345,42 @@ mod tests {
         // the ambiguous pairs start 8 bytes in (the host clears that header)
         let (_, offsets) = find("Ambiguous");
         assert_eq!(offsets[2], ("pairs".to_owned(), 8));
+    }
+
+    /// The DVH kernel's parameters: eight 4-byte members in order.
+    #[test]
+    fn dvh_params_match_the_shader() {
+        let module = naga::front::wgsl::parse_str(super::super::DVH_HISTOGRAM_WGSL).unwrap();
+        let mut layouter = naga::proc::Layouter::default();
+        layouter.update(module.to_ctx()).unwrap();
+        let (handle, ty) = module
+            .types
+            .iter()
+            .find(|(_, t)| t.name.as_deref() == Some("Params"))
+            .unwrap();
+        let naga::TypeInner::Struct { members, .. } = &ty.inner else {
+            panic!("Params is not a struct");
+        };
+        assert_eq!(layouter[handle].size as usize, size_of::<DvhParams>());
+        use std::mem::offset_of;
+        let rust = [
+            ("samples", offset_of!(DvhParams, samples)),
+            ("bins", offset_of!(DvhParams, bins)),
+            ("groups_x", offset_of!(DvhParams, groups_x)),
+            ("_pad", offset_of!(DvhParams, _pad)),
+            ("bin_width", offset_of!(DvhParams, bin_width)),
+            ("scale", offset_of!(DvhParams, scale)),
+            ("_pad1", offset_of!(DvhParams, _pad1)),
+            ("_pad2", offset_of!(DvhParams, _pad2)),
+        ];
+        let shader: Vec<(String, usize)> = members
+            .iter()
+            .map(|m| (m.name.clone().unwrap_or_default(), m.offset as usize))
+            .collect();
+        assert_eq!(shader.len(), rust.len());
+        for ((name, off), (n, o)) in rust.iter().zip(&shader) {
+            assert_eq!((name, off), (&n.as_str(), o), "Params.{name}");
+        }
     }
 
     /// The dij kernel's spot record (its module is pbs_dose.wgsl followed by

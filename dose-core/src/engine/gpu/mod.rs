@@ -6,6 +6,7 @@
 //! machines without a GPU; `BackendChoice::Auto` uses only hardware adapters.
 
 pub(crate) mod dij;
+pub(crate) mod dvh;
 pub(crate) mod gamma;
 pub(crate) mod layout;
 pub(crate) mod pbs;
@@ -31,12 +32,16 @@ pub const PBS_DIJ_WGSL: &str = concat!(
     include_str!("../../../../shaders/pbs_dij.wgsl")
 );
 
+/// The WGSL source of the DVH histogram kernel.
+pub const DVH_HISTOGRAM_WGSL: &str = include_str!("../../../../shaders/dvh_histogram.wgsl");
+
 /// Every kernel: (file name in `shaders/`, WGSL source).
 pub const SHADERS: &[(&str, &str)] = &[
     ("tg43_dose.wgsl", TG43_DOSE_WGSL),
     ("gamma.wgsl", GAMMA_WGSL),
     ("pbs_dose.wgsl", PBS_DOSE_WGSL),
     ("pbs_dose.wgsl + pbs_dij.wgsl", PBS_DIJ_WGSL),
+    ("dvh_histogram.wgsl", DVH_HISTOGRAM_WGSL),
 ];
 
 /// Workgroup size of every kernel (must match `@workgroup_size` in the shaders).
@@ -54,6 +59,7 @@ pub struct GpuContext {
     pbs_dose: wgpu::ComputePipeline,
     dij_count: wgpu::ComputePipeline,
     dij_fill: wgpu::ComputePipeline,
+    dvh: wgpu::ComputePipeline,
 }
 
 fn gpu_error(reason: impl Into<String>) -> DoseError {
@@ -148,6 +154,7 @@ impl GpuContext {
             pipelines(&device, "pbs_dij", PBS_DIJ_WGSL, &["dij_count", "dij_fill"])?
                 .try_into()
                 .map_err(|_| gpu_error("shader pbs_dij.wgsl: two entry points expected"))?;
+        let dvh = pipeline(&device, "dvh_histogram", DVH_HISTOGRAM_WGSL)?;
         Ok(Some(Self {
             device,
             queue,
@@ -158,6 +165,7 @@ impl GpuContext {
             pbs_dose,
             dij_count,
             dij_fill,
+            dvh,
         }))
     }
 
