@@ -84,6 +84,17 @@ fn bench_dvh(c: &mut Criterion) {
             b.iter(|| black_box(Dvh::from_structure(&reference, &cube, k).expect("dvh")))
         });
     }
+    // the binning alone, on each backend, of the 4 x 4 samples
+    let samples = cube.sample(&reference, 4).expect("samples");
+    println!("dvh: {} samples", samples.len());
+    group.bench_function(BenchmarkId::new("binning", "cpu"), |b| {
+        b.iter(|| black_box(Dvh::from_samples(&samples).expect("dvh")))
+    });
+    if let Ok(gpu) = Engine::new(BackendChoice::Gpu) {
+        group.bench_function(BenchmarkId::new("binning", "gpu"), |b| {
+            b.iter(|| black_box(gpu.dvh(&samples).expect("dvh")))
+        });
+    }
     group.finish();
 }
 
