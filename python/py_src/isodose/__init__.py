@@ -160,6 +160,10 @@ def proton_dij(
     grid : Grid, optional
         Dose grid; the CT grid when None.
     backend : {"auto", "cpu", "gpu"}
+        "cpu": the f64 reference; "gpu": the WGSL kernels, with exactly the
+        CPU's entries (indices and indptr) and f32-evaluated values (GpuError
+        without an adapter); "auto": a hardware GPU for large plans, else
+        the CPU.
     hu_to_rsp : (hu, rsp) pair of arrays, optional
         A HU -> relative stopping power curve replacing the default.
     max_bytes : int, optional
