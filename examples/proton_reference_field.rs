@@ -24,17 +24,16 @@ fn main() -> Result<(), isodose::DoseError> {
         ..DoseOptions::new()?
     };
     println!(
-        "reference field: {} spots, {} voxels, backend {}",
+        "reference field: {} spots, {} voxels, backend choice {backend}",
         plan.spot_count(),
         ct.grid().len(),
-        engine.backend()
     );
     if what == "both" || what == "dose" {
         let t = Instant::now();
-        let dose = engine.pbs_dose(&ct, &plan, &machine, None, &options)?;
+        let (dose, ran) = engine.pbs_dose_with_backend(&ct, &plan, &machine, None, &options)?;
         let max = dose.data().iter().fold(0.0f32, |a, v| a.max(*v));
         println!(
-            "forward dose: {:.3} s, max {max:.3} Gy",
+            "forward dose ({ran}): {:.3} s, max {max:.3} Gy",
             t.elapsed().as_secs_f64()
         );
     }

@@ -6,9 +6,10 @@
 // host adds the prefix sums of `diff` to `bins`).
 //
 // Sums are exact: each share (an f32 product, about 1e-7 relative) is
-// converted to an integer number of 1/scale mm³ (scale = 2^62 / the total
+// converted to an integer number of 1/scale mm³ (scale = 2^61 / the total
 // volume of the samples, so that every share and every partial sum fits a
-// signed 64-bit integer while the unit stays 2^-62 of the total) and added
+// signed 64-bit integer with room to spare while the unit stays 2^-61 of
+// the total) and added
 // into a 64-bit fixed-point accumulator made of two u32 atomics (the low
 // word, then the high word with the carry of that addition). Negative
 // differences are added as their 64-bit two's complement; the host reads
@@ -40,6 +41,8 @@ struct Params {
 // Adds `v` (>= 0, converted to fixed point) to accumulator `slot`, or
 // subtracts it when `negative`.
 fn add(slot: u32, v: f32, negative: bool) {
+    // at most 2^61 (the whole volume) and its f32 rounding; the clamp only
+    // guards the conversion
     let units = clamp(v * params.scale, 0.0, 4.6e18);
     // the 64-bit integer nearest to units, as (low, high) words: the high
     // word is exact, the subtraction too (Sterbenz), f32 limits the rest

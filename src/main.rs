@@ -75,7 +75,8 @@ enum Command {
         /// Minimum pass rate, %; below it the exit code is 2.
         #[arg(long)]
         require_pass: Option<f64>,
-        /// Compute backend: auto (a hardware GPU when present), cpu or gpu.
+        /// Compute backend: auto (a hardware GPU when present, for grids of
+        /// at least 1e5 voxels), cpu or gpu.
         #[arg(long, default_value = "auto")]
         backend: String,
     },
@@ -125,7 +126,8 @@ enum Command {
         #[arg(long)]
         machine: Option<PathBuf>,
         /// Compute backend: auto, cpu or gpu (the forward dose runs on the
-        /// GPU when one is chosen or found; auto uses hardware GPUs only).
+        /// GPU when one is chosen, or under auto on a hardware GPU for beams
+        /// of at least 1e7 pencil-voxel pairs).
         #[arg(long, default_value = "auto")]
         backend: String,
         /// Dose-grid spacing, mm (isotropic), default 2: the grid is centred

@@ -50,9 +50,6 @@ fn reports_its_adapter() {
         BackendKind::Gpu { adapter } => assert!(!adapter.is_empty()),
         other => panic!("{other:?}"),
     }
-    // the proton forward dose and the dij run on that GPU
-    assert_eq!(e.pbs_backend().ok().as_ref(), Some(e.backend()));
-    assert_eq!(&e.pbs_dij_backend(), e.backend());
 }
 
 proptest! {
@@ -128,10 +125,6 @@ fn auto_uses_hardware_gpus_only() {
             assert!(Engine::new(BackendChoice::Gpu).is_err());
         }
     }
-    // the proton forward dose and the dij under Auto run where Auto's
-    // other kernels run
-    assert_eq!(auto.pbs_backend().ok().as_ref(), Some(auto.backend()));
-    assert_eq!(&auto.pbs_dij_backend(), auto.backend());
 }
 
 /// Under `Auto`, a problem below `AUTO_GPU_MIN_WORK` runs on the CPU even on

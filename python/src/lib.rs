@@ -478,10 +478,11 @@ pub(crate) fn engine(py: Python<'_>, backend: &str) -> PyResult<Engine> {
 ///
 /// implant: Implant (positions in mm, LPS; S_K in U).
 /// grid: Grid (spacing and origin in mm; origin = centre of the first voxel).
-/// backend: "auto" (a hardware GPU when present, else the CPU), "cpu" or
-///     "gpu" (GpuError without an adapter); Dose.backend says which ran.
-/// progress: None, True (tqdm bar) or a callable (stage, done, total);
-///     Ctrl-C stops the computation.
+/// backend: "auto" (a hardware GPU when present for problems of at least
+///     1e7 seed-voxel evaluations, else the CPU), "cpu" or "gpu" (GpuError
+///     without an adapter); Dose.backend says which ran.
+/// progress: None, True (a new tqdm bar), a tqdm bar of yours or a callable
+///     (stage, done, total); Ctrl-C stops the computation.
 /// Returns a Dose: float32 (z, y, x), Gy.
 #[pyfunction]
 #[pyo3(signature = (implant, grid, backend = "auto", progress = None))]
@@ -795,11 +796,12 @@ fn proton_options(
 /// machine: ProtonMachine (beam data; energies in MeV).
 /// grid: dose Grid (mm); the CT grid when None.
 /// backend: "auto", "cpu" or "gpu" (the forward dose runs on the GPU when
-///     chosen or found; Dose.backend says which ran).
+///     chosen, or under auto on a hardware GPU for plans of at least 1e7
+///     pencil-voxel pairs; Dose.backend says which ran).
 /// spot_splitting: None (ray casting), "3x3" or "5x5" sub-pencils per spot.
 /// hu_to_rsp: optional (hu, rsp) arrays, a piecewise-linear HU -> relative
 ///     stopping power curve replacing the default.
-/// progress: None, True (tqdm bar) or a callable (stage, done, total);
+/// progress: None, True (a new tqdm bar), a tqdm bar of yours or a callable (stage, done, total);
 ///     Ctrl-C stops the computation.
 /// Returns a Dose: float32 (z, y, x), Gy.
 #[pyfunction]

@@ -139,7 +139,9 @@ def test_a_tqdm_bar_of_the_callers_is_reused_and_left_open():
         assert bar.desc.startswith("dij: filling")
         assert bar.total == 2 and bar.n == bar.total  # two spots filled
         assert not bar.disable
-        bar.update(0)  # still usable: not closed
+        n = bar.n
+        bar.update(1)  # still open: it counts on
+        assert bar.n == n + 1
     finally:
         bar.close()
     with pytest.raises(isodose.InputError, match="tqdm bar or a callable"):

@@ -403,6 +403,6 @@ def test_gpu_dvh_matches_cpu_or_says_why():
         assert "adapter" in str(e)
         return
     assert gpu.backend.startswith("gpu")
-    assert gpu.volume_cc == cpu.volume_cc and gpu.mean == cpu.mean and gpu.max == cpu.max
+    np.testing.assert_allclose(gpu.differential()[1], cpu.differential()[1], atol=1e-5 * cpu.volume_cc)
     for p in (2, 5, 50, 95, 98):
         assert abs(gpu.d(p) - cpu.d(p)) <= cpu.bin_width_gy, p

@@ -562,8 +562,6 @@ impl Engine {
     }
 }
 
-/// Largest distance from any seed to any voxel centre of `grid`, mm (the
-/// farthest voxel of a box from a point is one of its corners).
 /// Pencil·voxel pairs inside the lateral cut-offs of the prepared beams
 /// (each pencil's cut-off cylinder over its depth nodes, in voxels): the
 /// work of a proton dose or dij, for the choice of backend under `Auto`.
@@ -580,6 +578,8 @@ fn pencil_voxel_pairs(beams: &[PreparedBeam], grid: &Grid3) -> f64 {
         .sum()
 }
 
+/// Largest distance from any seed to any voxel centre of `grid`, mm (the
+/// farthest voxel of a box from a point is one of its corners).
 pub(crate) fn max_seed_distance_mm(implant: &Implant, grid: &Grid3) -> f64 {
     let (lo, hi) = grid.centre_bounds_mm();
     let corners = (0..8).map(|c| {

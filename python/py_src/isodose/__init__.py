@@ -229,8 +229,9 @@ def gamma(
         "cpu": the reference implementation (f64). "gpu": the WGSL port of
         the same search (f32), on any Vulkan/Metal/DX12 adapter including
         software ones; :class:`GpuError` when there is none. "auto": a
-        hardware GPU when one exists, else the CPU (and the CPU when the GPU
-        fails). ``GammaResult.backend`` says which ran.
+        hardware GPU when one exists and the grid has at least 1e5 voxels,
+        else the CPU (and the CPU when the GPU fails).
+        ``GammaResult.backend`` says which ran.
     max_gamma : float
         Largest gamma searched for; larger values are stored as ``max_gamma``.
     search_step : float

@@ -142,8 +142,9 @@ def brachy_dose(
     backend: str = "auto",
     progress: _Progress = None,
 ) -> Dose:
-    """Total TG-43 dose (Gy). progress: None, True (tqdm bar) or a callable
-    (stage, done, total); Ctrl-C stops the computation."""
+    """Total TG-43 dose (Gy). progress: None, True (a new tqdm bar), a tqdm
+    bar of yours or a callable (stage, done, total); Ctrl-C stops the
+    computation."""
 
 @final
 class ProtonMachine:
@@ -301,7 +302,8 @@ def gamma(
     progress: _Progress = None,
 ) -> GammaResult:
     """backend: "cpu" (f64 reference), "gpu" (WGSL port, f32; GpuError without
-    an adapter) or "auto" (a hardware GPU when present, else the CPU)."""
+    an adapter) or "auto" (a hardware GPU when present and the grid has at
+    least 1e5 voxels, else the CPU)."""
 
 @final
 class Structure:

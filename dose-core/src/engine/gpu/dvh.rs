@@ -15,7 +15,7 @@ use crate::qa::DoseSample;
 /// `bin_width_gy`, on the GPU. Sample doses and volumes are rounded to f32
 /// (a sample whose dose lies within f32 rounding of a bin edge may land in
 /// the neighbouring bin); every share is an f32 product converted to a
-/// 64-bit integer in units of 2⁻⁶² of the total volume and summed exactly.
+/// 64-bit integer in units of 2⁻⁶¹ of the total volume and summed exactly.
 pub(crate) fn histogram(
     ctx: &GpuContext,
     samples: &[DoseSample],
@@ -32,10 +32,16 @@ pub(crate) fn histogram(
     if total <= 0.0 || bins == 0 {
         return Ok(out);
     }
-    // fixed point: 2^62 units for the whole volume (every share and partial
-    // sum fits an i64); the f32 the shader multiplies by, used again here
-    let scale_f32 = (2f64.powi(62) / total) as f32;
+    // fixed point: 2^61 units for the whole volume (every share, with its
+    // f32 rounding, and every partial sum fits an i64 with room to spare);
+    // the f32 the shader multiplies by, used again here
+    let scale_f32 = (2f64.powi(61) / total) as f32;
     let scale = f64::from(scale_f32);
+    if !scale_f32.is_normal() || !(bin_width_gy as f32).is_normal() {
+        return Err(gpu_error(format!(
+            "a DVH of {total:e} mm³ in bins of {bin_width_gy:e} Gy is beyond the GPU kernel's f32 range"
+        )));
+    }
     let slots = 2 * bins + 1;
     let acc_bytes = 8 * slots as u64;
     if acc_bytes > max_binding {
