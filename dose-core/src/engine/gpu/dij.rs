@@ -41,8 +41,8 @@ use nalgebra::{Point3, Vector3};
 use wgpu::util::DeviceExt;
 
 use super::layout::{DijSpot, PbsBeam, PbsNode, PbsParams, PbsPencil};
-use super::pbs::{BeamGeometry, buffer, f64_words, node, pencil_record, read_back, storage_dst};
-use super::{GpuContext, gpu_error};
+use super::pbs::{BeamGeometry, f64_words, node, pencil_record};
+use super::{GpuContext, buffer, dispatch_grid, gpu_error, read_back, storage_dst};
 use crate::engine::progress::Hook;
 use crate::error::{DoseError, Result};
 use crate::grid::Grid3;
@@ -449,7 +449,7 @@ pub(crate) fn pbs_dij_tiled(
         wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
     );
     let params = |tiles_x: usize, first: usize, count: usize| {
-        let gx = (count as u64).clamp(1, max_groups);
+        let (gx, _) = dispatch_grid(count as u64, max_groups);
         PbsParams {
             nx: nx as u32,
             ny: ny as u32,
@@ -468,21 +468,13 @@ pub(crate) fn pbs_dij_tiled(
     let dispatch = |pipeline: &wgpu::ComputePipeline, bufs: &BatchBuffers, p: &PbsParams| {
         ctx.queue
             .write_buffer(&params_buf, 0, bytemuck::bytes_of(p));
-        let gx = u64::from(p.groups_x);
-        let gy = u64::from(p.n_tiles).div_ceil(gx).max(1);
-        let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("pbs_dij"),
-        });
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("pbs_dij"),
-                timestamp_writes: None,
-            });
-            pass.set_pipeline(pipeline);
-            pass.set_bind_group(0, Some(&bufs.bind_group), &[]);
-            pass.dispatch_workgroups(gx as u32, gy as u32, 1);
-        }
-        ctx.queue.submit([enc.finish()]);
+        let (gx, gy) = dispatch_grid(u64::from(p.n_tiles), max_groups);
+        ctx.dispatch(
+            "pbs_dij",
+            pipeline,
+            &bufs.bind_group,
+            (gx as u32, gy as u32),
+        );
     };
     // uploads a batch and counts its columns (row offsets left in `work`)
     let count = |b: &Batch,
@@ -553,11 +545,7 @@ pub(crate) fn pbs_dij_tiled(
         ctx.queue.submit([enc.finish()]);
         dispatch(&ctx.dij_count, &bufs, &params(n, 0, n));
         let bytes = 4 * (1 + n as u64);
-        let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("dij counts"),
-        });
-        enc.copy_buffer_to_buffer(&bufs.work, 0, &read, 0, bytes);
-        ctx.queue.submit([enc.finish()]);
+        ctx.copy("dij counts", &[(&bufs.work, 0, &read, 0, bytes)]);
         let counts = read_back(ctx, &read, bytes, |b| {
             bytemuck::cast_slice::<u8, u32>(b)[1..].to_vec()
         })?;
@@ -645,15 +633,19 @@ pub(crate) fn pbs_dij_tiled(
             );
             stats.fills += 1;
             let n = col_ptr[last] - base;
-            let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("dij read-back"),
-            });
+            let flag = (&fill.work, 0, &read, 8 * n, 4);
             if n > 0 {
-                enc.copy_buffer_to_buffer(&out_index, 0, &read, 0, 4 * n);
-                enc.copy_buffer_to_buffer(&out_value, 0, &read, 4 * n, 4 * n);
+                ctx.copy(
+                    "dij read-back",
+                    &[
+                        (&out_index, 0, &read, 0, 4 * n),
+                        (&out_value, 0, &read, 4 * n, 4 * n),
+                        flag,
+                    ],
+                );
+            } else {
+                ctx.copy("dij read-back", &[flag]);
             }
-            enc.copy_buffer_to_buffer(&fill.work, 0, &read, 8 * n, 4);
-            ctx.queue.submit([enc.finish()]);
             let (lo, hi) = (base as usize, (base + n) as usize);
             let mismatch = read_back(ctx, &read, 8 * n + 4, |bytes| {
                 let (idx, rest) = bytes.split_at(4 * n as usize);

@@ -6,8 +6,7 @@
 use wgpu::util::DeviceExt;
 
 use super::layout::DvhParams;
-use super::pbs::{buffer, read_back};
-use super::{GpuContext, WORKGROUP_SIZE, gpu_error};
+use super::{GpuContext, WORKGROUP_SIZE, buffer, dispatch_grid, gpu_error, read_back};
 use crate::error::Result;
 use crate::qa::DoseSample;
 
@@ -92,9 +91,10 @@ pub(crate) fn histogram(
         .max(1) as usize;
     let layout = ctx.dvh.get_bind_group_layout(0);
     for chunk in packed.chunks(per_batch) {
-        let groups = (chunk.len() as u64).div_ceil(u64::from(WORKGROUP_SIZE));
-        let gx = groups.clamp(1, max_groups);
-        let gy = groups.div_ceil(gx).max(1);
+        let (gx, gy) = dispatch_grid(
+            (chunk.len() as u64).div_ceil(u64::from(WORKGROUP_SIZE)),
+            max_groups,
+        );
         let params = DvhParams {
             samples: chunk.len() as u32,
             bins: bins as u32,
@@ -130,25 +130,9 @@ pub(crate) fn histogram(
                 },
             ],
         });
-        let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("dvh_histogram"),
-        });
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("dvh_histogram"),
-                timestamp_writes: None,
-            });
-            pass.set_pipeline(&ctx.dvh);
-            pass.set_bind_group(0, Some(&group), &[]);
-            pass.dispatch_workgroups(gx as u32, gy as u32, 1);
-        }
-        ctx.queue.submit([enc.finish()]);
+        ctx.dispatch("dvh_histogram", &ctx.dvh, &group, (gx as u32, gy as u32));
     }
-    let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-        label: Some("dvh read-back"),
-    });
-    enc.copy_buffer_to_buffer(&acc, 0, &read, 0, acc_bytes);
-    ctx.queue.submit([enc.finish()]);
+    ctx.copy("dvh read-back", &[(&acc, 0, &read, 0, acc_bytes)]);
     // the words as wrapping 64-bit sums, in fixed point
     let sums: Vec<i64> = read_back(ctx, &read, acc_bytes, |bytes| {
         bytemuck::cast_slice::<u8, [u32; 2]>(bytes)

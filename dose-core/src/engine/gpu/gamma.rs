@@ -5,7 +5,7 @@ use ndarray::Array3;
 use wgpu::util::DeviceExt;
 
 use super::layout::GammaParams;
-use super::{GpuContext, WORKGROUP_SIZE, gpu_error};
+use super::{GpuContext, WORKGROUP_SIZE, dispatch_grid, gpu_error, read_back};
 use crate::error::{DoseError, Result};
 use crate::grid::DoseGrid;
 use crate::qa::gamma::{
@@ -191,9 +191,11 @@ fn gamma_slabs(
         let count = planes * nx * ny;
         let z0 = ro.z + k0 as f64 * rs.z;
         let (elo, ehi) = eval_planes(z0, z0 + (planes - 1) as f64 * rs.z);
-        let groups = (count as u64).div_ceil(u64::from(WORKGROUP_SIZE));
-        let gx = groups.min(max_groups) as u32;
-        let gy = groups.div_ceil(u64::from(gx)) as u32;
+        let (gx, gy) = dispatch_grid(
+            (count as u64).div_ceil(u64::from(WORKGROUP_SIZE)),
+            max_groups,
+        );
+        let (gx, gy) = (gx as u32, gy as u32);
         let params = GammaParams {
             ref_origin: [ro.x as f32, ro.y as f32, z0 as f32, 0.0],
             ref_spacing: [rs.x as f32, rs.y as f32, rs.z as f32, 0.0],
@@ -242,36 +244,11 @@ fn gamma_slabs(
         let e0 = elo * enx * eny;
         let e1 = (ehi + 1) * enx * eny;
         q.write_buffer(&eval_buf, 0, bytemuck::cast_slice(&eval_flat[e0..e1]));
-        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("gamma"),
-        });
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("gamma"),
-                timestamp_writes: None,
-            });
-            pass.set_pipeline(&ctx.gamma);
-            pass.set_bind_group(0, &bind_group, &[]);
-            pass.dispatch_workgroups(gx, gy, 1);
-        }
+        ctx.dispatch("gamma", &ctx.gamma, &bind_group, (gx, gy));
         let bytes = (count * 4) as u64;
-        encoder.copy_buffer_to_buffer(&out_buf, 0, &read_buf, 0, bytes);
-        q.submit([encoder.finish()]);
-        let (tx, rx) = std::sync::mpsc::channel();
-        read_buf.map_async(wgpu::MapMode::Read, 0..bytes, move |r| {
-            let _ = tx.send(r);
-        });
-        device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| gpu_error(format!("waiting for the GPU: {e}")))?;
-        rx.recv()
-            .map_err(|e| gpu_error(format!("read-back lost: {e}")))?
-            .map_err(|e| gpu_error(format!("read-back failed: {e}")))?;
-        {
-            let view = read_buf
-                .get_mapped_range(0..bytes)
-                .map_err(|e| gpu_error(format!("read-back mapping: {e}")))?;
-            let src: &[f32] = bytemuck::cast_slice(&view);
+        ctx.copy("gamma read-back", &[(&out_buf, 0, &read_buf, 0, bytes)]);
+        read_back(ctx, &read_buf, bytes, |view| {
+            let src: &[f32] = bytemuck::cast_slice(view);
             for (dst, &g) in out[r0..r0 + count].iter_mut().zip(src) {
                 *dst = if g == -1.0 {
                     f32::NAN
@@ -281,8 +258,7 @@ fn gamma_slabs(
                     g
                 };
             }
-        }
-        read_buf.unmap();
+        })?;
         k0 += planes;
     }
     if let Some(e) = pollster::block_on(oom.pop()) {

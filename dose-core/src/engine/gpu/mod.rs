@@ -47,6 +47,60 @@ pub const SHADERS: &[(&str, &str)] = &[
 /// Workgroup size of every kernel (must match `@workgroup_size` in the shaders).
 pub const WORKGROUP_SIZE: u32 = 64;
 
+/// A buffer of at least `bytes` (at least 16, rounded up to whole words).
+pub(crate) fn buffer(
+    device: &wgpu::Device,
+    label: &str,
+    bytes: u64,
+    usage: wgpu::BufferUsages,
+) -> wgpu::Buffer {
+    device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: bytes.max(16).div_ceil(4) * 4,
+        usage,
+        mapped_at_creation: false,
+    })
+}
+
+/// Storage the host writes to.
+pub(crate) fn storage_dst() -> wgpu::BufferUsages {
+    wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST
+}
+
+/// Maps `bytes` of `buf` for reading, waits, and hands the bytes to `f`.
+pub(crate) fn read_back<T>(
+    ctx: &GpuContext,
+    buf: &wgpu::Buffer,
+    bytes: u64,
+    f: impl FnOnce(&[u8]) -> T,
+) -> Result<T> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    buf.map_async(wgpu::MapMode::Read, 0..bytes, move |r| {
+        let _ = tx.send(r);
+    });
+    ctx.device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| gpu_error(format!("waiting for the GPU: {e}")))?;
+    rx.recv()
+        .map_err(|e| gpu_error(format!("read-back lost: {e}")))?
+        .map_err(|e| gpu_error(format!("read-back failed: {e}")))?;
+    let out = {
+        let view = buf
+            .get_mapped_range(0..bytes)
+            .map_err(|e| gpu_error(format!("read-back mapping: {e}")))?;
+        f(&view)
+    };
+    buf.unmap();
+    Ok(out)
+}
+
+/// The 2D dispatch (workgroups along x, along y) of `groups` workgroups
+/// with at most `max` per dimension.
+pub(crate) fn dispatch_grid(groups: u64, max: u64) -> (u64, u64) {
+    let gx = groups.clamp(1, max.max(1));
+    (gx, groups.div_ceil(gx).max(1))
+}
+
 /// A GPU and the pipelines isodose runs on it.
 #[derive(Debug)]
 pub struct GpuContext {
@@ -175,6 +229,46 @@ impl GpuContext {
             "{} ({:?}, {:?})",
             self.info.name, self.info.backend, self.info.device_type
         )
+    }
+
+    /// Records and submits one compute pass of `pipeline` with `group` over
+    /// `(gx, gy)` workgroups.
+    pub(crate) fn dispatch(
+        &self,
+        label: &str,
+        pipeline: &wgpu::ComputePipeline,
+        group: &wgpu::BindGroup,
+        (gx, gy): (u32, u32),
+    ) {
+        let mut enc = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(label),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, Some(group), &[]);
+            pass.dispatch_workgroups(gx, gy, 1);
+        }
+        self.queue.submit([enc.finish()]);
+    }
+
+    /// Records and submits buffer copies (source, offset, destination,
+    /// offset, bytes), in order.
+    pub(crate) fn copy(
+        &self,
+        label: &str,
+        copies: &[(&wgpu::Buffer, u64, &wgpu::Buffer, u64, u64)],
+    ) {
+        let mut enc = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
+        for (src, src_offset, dst, dst_offset, bytes) in copies {
+            enc.copy_buffer_to_buffer(src, *src_offset, dst, *dst_offset, *bytes);
+        }
+        self.queue.submit([enc.finish()]);
     }
 
     /// True for software rasterisers (lavapipe, llvmpipe).

@@ -52,7 +52,7 @@ use rayon::prelude::*;
 use wgpu::util::DeviceExt;
 
 use super::layout::{PbsBeam, PbsNode, PbsParams, PbsPencil};
-use super::{GpuContext, WORKGROUP_SIZE, gpu_error};
+use super::{GpuContext, WORKGROUP_SIZE, buffer, gpu_error, read_back, storage_dst};
 use crate::error::{DoseError, Result};
 use crate::geometry::BeamFrame;
 use crate::grid::{DoseGrid, Grid3, Volume};
@@ -553,20 +553,6 @@ struct Buffers {
     bind_group: Option<wgpu::BindGroup>,
 }
 
-pub(super) fn buffer(
-    device: &wgpu::Device,
-    label: &str,
-    bytes: u64,
-    usage: wgpu::BufferUsages,
-) -> wgpu::Buffer {
-    device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some(label),
-        size: bytes.max(16).div_ceil(4) * 4,
-        usage,
-        mapped_at_creation: false,
-    })
-}
-
 impl Buffers {
     fn bind(&mut self, ctx: &GpuContext) {
         let layout = ctx.pbs_dose.get_bind_group_layout(0);
@@ -628,37 +614,6 @@ fn ambiguous_buffers(ctx: &GpuContext, pairs: u64) -> (wgpu::Buffer, wgpu::Buffe
             wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         ),
     )
-}
-
-pub(super) fn storage_dst() -> wgpu::BufferUsages {
-    wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST
-}
-
-/// Maps `bytes` of `buf` for reading, waits, and hands the bytes to `f`.
-pub(super) fn read_back<T>(
-    ctx: &GpuContext,
-    buf: &wgpu::Buffer,
-    bytes: u64,
-    f: impl FnOnce(&[u8]) -> T,
-) -> Result<T> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    buf.map_async(wgpu::MapMode::Read, 0..bytes, move |r| {
-        let _ = tx.send(r);
-    });
-    ctx.device
-        .poll(wgpu::PollType::wait_indefinitely())
-        .map_err(|e| gpu_error(format!("waiting for the GPU: {e}")))?;
-    rx.recv()
-        .map_err(|e| gpu_error(format!("read-back lost: {e}")))?
-        .map_err(|e| gpu_error(format!("read-back failed: {e}")))?;
-    let out = {
-        let view = buf
-            .get_mapped_range(0..bytes)
-            .map_err(|e| gpu_error(format!("read-back mapping: {e}")))?;
-        f(&view)
-    };
-    buf.unmap();
-    Ok(out)
 }
 
 /// As [`pbs_dose`], tiled by `tiling` (besides the adapter's limits), with
@@ -877,11 +832,10 @@ pub(crate) fn pbs_dose_tiled(
         let mut sums = sums;
         if n_deferred > 0 {
             let bytes = 8 * n_deferred;
-            let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("pbs deferred read-back"),
-            });
-            enc.copy_buffer_to_buffer(&bufs.ambiguous, 8, &bufs.ambiguous_read, 0, bytes);
-            ctx.queue.submit([enc.finish()]);
+            ctx.copy(
+                "pbs deferred read-back",
+                &[(&bufs.ambiguous, 8, &bufs.ambiguous_read, 0, bytes)],
+            );
             let deferred = read_back(ctx, &bufs.ambiguous_read, bytes, |b| {
                 bytemuck::cast_slice::<u8, [u32; 2]>(b).to_vec()
             })?;
@@ -1026,29 +980,20 @@ impl Work<'_, '_> {
                     .write_buffer(&bufs.params, 0, bytemuck::bytes_of(&params));
                 ctx.queue
                     .write_buffer(&bufs.lists, 0, bytemuck::cast_slice(&lists));
-                let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("pbs_dose"),
-                });
-                {
-                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                        label: Some("pbs_dose"),
-                        timestamp_writes: None,
-                    });
-                    pass.set_pipeline(&ctx.pbs_dose);
-                    pass.set_bind_group(0, bufs.bind_group.as_ref(), &[]);
-                    pass.dispatch_workgroups(gx as u32, gy as u32, 1);
+                if let Some(group) = &bufs.bind_group {
+                    ctx.dispatch("pbs_dose", &ctx.pbs_dose, group, (gx as u32, gy as u32));
                 }
-                ctx.queue.submit([enc.finish()]);
                 stats.dispatches += 1;
             }
         }
         let dose_bytes = count as u64 * 8;
-        let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("pbs read-back"),
-        });
-        enc.copy_buffer_to_buffer(&bufs.dose, 0, &bufs.read, 0, dose_bytes);
-        enc.copy_buffer_to_buffer(&bufs.ambiguous, 0, &bufs.read, dose_bytes, 8);
-        ctx.queue.submit([enc.finish()]);
+        ctx.copy(
+            "pbs read-back",
+            &[
+                (&bufs.dose, 0, &bufs.read, 0, dose_bytes),
+                (&bufs.ambiguous, 0, &bufs.read, dose_bytes, 8),
+            ],
+        );
         read_back(ctx, &bufs.read, dose_bytes + 8, |bytes| {
             let (d, head) = bytes.split_at(dose_bytes as usize);
             let pairs: &[[f32; 2]] = bytemuck::cast_slice(d);

@@ -5,7 +5,7 @@ use ndarray::Array3;
 use wgpu::util::DeviceExt;
 
 use super::layout::{Tg43Params, Tg43Seed};
-use super::{GpuContext, WORKGROUP_SIZE, gpu_error};
+use super::{GpuContext, WORKGROUP_SIZE, dispatch_grid, gpu_error, read_back};
 use crate::error::{DoseError, Result};
 use crate::grid::{DoseGrid, Grid3, Volume};
 use crate::tg43::kernel::{COARSE_STEP_MM, FINE_EXTENT_MM, FINE_STEP_MM, HALF_ANGLE_INTERVALS};
@@ -134,9 +134,11 @@ pub(crate) fn tg43_grid(
     while k0 < nz {
         let planes = slab_planes.min(nz - k0);
         let count = planes * nx * ny;
-        let groups = (count as u64).div_ceil(u64::from(WORKGROUP_SIZE));
-        let gx = groups.min(max_groups) as u32;
-        let gy = groups.div_ceil(u64::from(gx)) as u32;
+        let (gx, gy) = dispatch_grid(
+            (count as u64).div_ceil(u64::from(WORKGROUP_SIZE)),
+            max_groups,
+        );
+        let (gx, gy) = (gx as u32, gy as u32);
         let params = Tg43Params {
             origin: [
                 origin.x as f32,
@@ -164,39 +166,13 @@ pub(crate) fn tg43_grid(
         };
         ctx.queue
             .write_buffer(&params_buf, 0, bytemuck::bytes_of(&params));
-        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("tg43"),
-        });
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("tg43"),
-                timestamp_writes: None,
-            });
-            pass.set_pipeline(&ctx.tg43);
-            pass.set_bind_group(0, &bind_group, &[]);
-            pass.dispatch_workgroups(gx, gy, 1);
-        }
+        ctx.dispatch("tg43", &ctx.tg43, &bind_group, (gx, gy));
         let bytes = (count * 4) as u64;
-        encoder.copy_buffer_to_buffer(&out_buf, 0, &read_buf, 0, bytes);
-        ctx.queue.submit([encoder.finish()]);
-        let (tx, rx) = std::sync::mpsc::channel();
-        read_buf.map_async(wgpu::MapMode::Read, 0..bytes, move |r| {
-            let _ = tx.send(r);
-        });
-        device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| gpu_error(format!("waiting for the GPU: {e}")))?;
-        rx.recv()
-            .map_err(|e| gpu_error(format!("read-back lost: {e}")))?
-            .map_err(|e| gpu_error(format!("read-back failed: {e}")))?;
-        {
-            let view = read_buf
-                .get_mapped_range(0..bytes)
-                .map_err(|e| gpu_error(format!("read-back mapping: {e}")))?;
-            let start = k0 * nx * ny;
-            out[start..start + count].copy_from_slice(bytemuck::cast_slice(&view));
-        }
-        read_buf.unmap();
+        ctx.copy("tg43 read-back", &[(&out_buf, 0, &read_buf, 0, bytes)]);
+        let start = k0 * nx * ny;
+        read_back(ctx, &read_buf, bytes, |view| {
+            out[start..start + count].copy_from_slice(bytemuck::cast_slice(view));
+        })?;
         k0 += planes;
     }
     if let Some(e) = pollster::block_on(oom.pop()) {
