@@ -187,6 +187,31 @@ impl Engine {
         }
     }
 
+    /// Runs `work` on the GPU [`Engine::gpu_for`] picks for `size`
+    /// evaluations: the result and that GPU's kind when it ran there, `None`
+    /// when the problem goes to the CPU instead (no GPU for it, or under
+    /// `Auto` a GPU failure, logged on stderr as the failure of `what`).
+    /// Every other error (bad input, a cancellation) is returned.
+    #[cfg(feature = "gpu")]
+    fn on_gpu<T>(
+        &self,
+        size: f64,
+        what: &str,
+        work: impl FnOnce(&gpu::GpuContext) -> Result<T>,
+    ) -> Result<Option<(T, BackendKind)>> {
+        let Some(ctx) = self.gpu_for(size) else {
+            return Ok(None);
+        };
+        match work(&ctx) {
+            Ok(v) => Ok(Some((v, gpu_kind(&ctx)))),
+            Err(e @ DoseError::BackendUnavailable { .. }) if self.choice == BackendChoice::Auto => {
+                eprintln!("isodose: GPU {what} failed ({e}); computing it on the CPU");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// This engine (same backend, same caches) reporting the progress of
     /// every calculation to `progress`, which may also cancel it
     /// ([`DoseError::Cancelled`]); see [`Progress`] for when and on which
@@ -281,19 +306,16 @@ impl Engine {
         use crate::qa::gamma as g;
         let setup = g::setup(reference, evaluated, criteria)?;
         #[cfg(feature = "gpu")]
-        if let Some(ctx) = self.gpu_for(100.0 * reference.grid().len() as f64) {
-            let planes = reference.grid().nz() as u64;
-            self.progress.report("gamma", 0, planes)?;
-            match gpu::gamma::gamma_grid(&ctx, reference, evaluated, &setup) {
-                Ok(values) => {
-                    self.progress.report("gamma", planes, planes)?;
-                    return g::finish(reference, values, setup, gpu_kind(&ctx));
-                }
-                Err(e) if self.choice == BackendChoice::Auto => {
-                    eprintln!("isodose: GPU gamma failed ({e}); computing it on the CPU");
-                }
-                Err(e) => return Err(e),
-            }
+        if let Some((values, ran)) =
+            self.on_gpu(100.0 * reference.grid().len() as f64, "gamma", |ctx| {
+                let planes = reference.grid().nz() as u64;
+                self.progress.report("gamma", 0, planes)?;
+                let values = gpu::gamma::gamma_grid(ctx, reference, evaluated, &setup)?;
+                self.progress.report("gamma", planes, planes)?;
+                Ok(values)
+            })?
+        {
+            return g::finish(reference, values, setup, ran);
         }
         let values = g::gamma_cpu(reference, evaluated, &setup, &self.progress)?;
         g::finish(reference, values, setup, cpu_kind())
@@ -310,17 +332,12 @@ impl Engine {
     pub fn dvh(&self, samples: &[crate::qa::DoseSample]) -> Result<(crate::qa::Dvh, BackendKind)> {
         use crate::qa::Dvh;
         #[cfg(feature = "gpu")]
-        if let Some(ctx) = self.gpu_for(samples.len() as f64) {
-            let bins = crate::qa::dvh::DVH_BINS;
-            match Dvh::from_samples_binned(samples, |s, w| gpu::dvh::histogram(&ctx, s, w, bins)) {
-                Ok(dvh) => return Ok((dvh, gpu_kind(&ctx))),
-                Err(e @ DoseError::BackendUnavailable { .. })
-                    if self.choice == BackendChoice::Auto =>
-                {
-                    eprintln!("isodose: GPU DVH failed ({e}); computing it on the CPU");
-                }
-                Err(e) => return Err(e),
-            }
+        if let Some(done) = self.on_gpu(samples.len() as f64, "DVH", |ctx| {
+            Dvh::from_samples_binned(samples, |s, w| {
+                gpu::dvh::histogram(ctx, s, w, crate::qa::dvh::DVH_BINS)
+            })
+        })? {
+            return Ok(done);
         }
         Ok((Dvh::from_samples(samples)?, cpu_kind()))
     }
@@ -366,19 +383,14 @@ impl Engine {
         let grid = dose_grid.unwrap_or(ct.grid());
         let beams = self.prepare(ct, plan, machine, grid, options, true)?;
         #[cfg(feature = "gpu")]
-        if let Some(ctx) = self.gpu_for(pencil_voxel_pairs(&beams, grid)) {
+        if let Some(done) = self.on_gpu(pencil_voxel_pairs(&beams, grid), "proton dose", |ctx| {
             let planes = grid.nz() as u64;
             self.progress.report("proton dose", 0, planes)?;
-            match gpu::pbs::pbs_dose(&ctx, &beams, grid) {
-                Ok(dose) => {
-                    self.progress.report("proton dose", planes, planes)?;
-                    return Ok((dose, gpu_kind(&ctx)));
-                }
-                Err(e) if self.choice == BackendChoice::Auto => {
-                    eprintln!("isodose: GPU proton dose failed ({e}); computing it on the CPU");
-                }
-                Err(e) => return Err(e),
-            }
+            let dose = gpu::pbs::pbs_dose(ctx, &beams, grid)?;
+            self.progress.report("proton dose", planes, planes)?;
+            Ok(dose)
+        })? {
+            return Ok(done);
         }
         Ok((
             proton_cpu::pbs_dose(&beams, grid, &self.progress)?,
@@ -424,23 +436,17 @@ impl Engine {
         let grid = dose_grid.unwrap_or(ct.grid());
         let beams = self.prepare(ct, plan, machine, grid, options, false)?;
         #[cfg(feature = "gpu")]
-        if let Some(ctx) = self.gpu_for(pencil_voxel_pairs(&beams, grid)) {
-            match gpu::dij::pbs_dij(
-                &ctx,
+        if let Some(done) = self.on_gpu(pencil_voxel_pairs(&beams, grid), "dij", |ctx| {
+            gpu::dij::pbs_dij(
+                ctx,
                 &beams,
                 grid,
                 plan.spot_count(),
                 max_bytes,
                 &self.progress,
-            ) {
-                Ok(dij) => return Ok((dij, gpu_kind(&ctx))),
-                Err(e @ DoseError::BackendUnavailable { .. })
-                    if self.choice == BackendChoice::Auto =>
-                {
-                    eprintln!("isodose: GPU dij failed ({e}); computing it on the CPU");
-                }
-                Err(e) => return Err(e),
-            }
+            )
+        })? {
+            return Ok(done);
         }
         Ok((
             proton_cpu::pbs_dij(&beams, grid, plan.spot_count(), max_bytes, &self.progress)?,
@@ -496,21 +502,18 @@ impl Engine {
         scale: f64,
     ) -> Result<(DoseGrid, BackendKind)> {
         #[cfg(feature = "gpu")]
-        if let Some(ctx) = self.gpu_for(implant.seeds().len() as f64 * grid.len() as f64) {
-            let rows = (grid.nz() * grid.ny()) as u64;
-            self.progress.report("TG-43 dose", 0, rows)?;
-            match gpu::tg43::tg43_grid(&ctx, implant, grid, table, scale) {
-                Ok(dose) => {
-                    self.progress.report("TG-43 dose", rows, rows)?;
-                    return Ok((dose, gpu_kind(&ctx)));
-                }
-                Err(e @ DoseError::BackendUnavailable { .. })
-                    if self.choice == BackendChoice::Auto =>
-                {
-                    eprintln!("isodose: GPU TG-43 dose failed ({e}); computing it on the CPU");
-                }
-                Err(e) => return Err(e),
-            }
+        if let Some(done) = self.on_gpu(
+            implant.seeds().len() as f64 * grid.len() as f64,
+            "TG-43 dose",
+            |ctx| {
+                let rows = (grid.nz() * grid.ny()) as u64;
+                self.progress.report("TG-43 dose", 0, rows)?;
+                let dose = gpu::tg43::tg43_grid(ctx, implant, grid, table, scale)?;
+                self.progress.report("TG-43 dose", rows, rows)?;
+                Ok(dose)
+            },
+        )? {
+            return Ok(done);
         }
         Ok((
             cpu::tg43_grid(implant, grid, table, scale, &self.progress)?,
