@@ -12,19 +12,8 @@ use isodose_core::{BackendChoice, BackendKind, Engine, Grid3, Volume};
 use ndarray::Array3;
 use proptest::prelude::*;
 
-fn gpu() -> Option<Engine> {
-    match Engine::new(BackendChoice::Gpu) {
-        Ok(e) => Some(e),
-        Err(e) if std::env::var("ISODOSE_SKIP_GPU_TESTS").as_deref() == Ok("1") => {
-            eprintln!("GPU tests skipped on purpose: {e}");
-            None
-        }
-        Err(e) => panic!(
-            "no GPU adapter: {e}. Install Mesa's Vulkan driver (mesa-vulkan-drivers, libvulkan1) \
-             or set ISODOSE_SKIP_GPU_TESTS=1 to skip on purpose"
-        ),
-    }
-}
+mod common;
+use common::gpu;
 
 /// The GPU histogram equals the CPU's (volume and dose statistics are the
 /// same host code on both paths): the histogram's total, the cumulative DVH

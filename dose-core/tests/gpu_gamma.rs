@@ -12,23 +12,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use isodose_core::qa::{GammaCriteria, gamma_index};
-use isodose_core::{BackendChoice, BackendKind, DoseGrid, Engine, Grid3, Volume};
+use isodose_core::{BackendKind, DoseGrid, Engine, Grid3, Volume};
 use ndarray::Array3;
 use proptest::prelude::*;
 
-fn gpu() -> Option<Engine> {
-    match Engine::new(BackendChoice::Gpu) {
-        Ok(e) => Some(e),
-        Err(e) if std::env::var("ISODOSE_SKIP_GPU_TESTS").as_deref() == Ok("1") => {
-            eprintln!("GPU tests skipped on purpose: {e}");
-            None
-        }
-        Err(e) => panic!(
-            "no GPU adapter: {e}. Install Mesa's Vulkan driver (mesa-vulkan-drivers, libvulkan1) \
-             or set ISODOSE_SKIP_GPU_TESTS=1 to skip on purpose"
-        ),
-    }
-}
+mod common;
+use common::gpu;
 
 /// A sum of Gaussian blobs (Gy) on `grid`.
 fn blobs(grid: &Grid3, blobs: &[([f64; 3], f64, f64)]) -> DoseGrid {

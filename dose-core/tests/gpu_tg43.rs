@@ -11,19 +11,8 @@ use isodose_core::tg43::{Formalism, Implant, Seed, SeedCatalogue, Technique};
 use isodose_core::{AUTO_GPU_MIN_WORK, BackendChoice, BackendKind, DoseGrid, Engine, Grid3};
 use proptest::prelude::*;
 
-fn gpu() -> Option<Engine> {
-    match Engine::new(BackendChoice::Gpu) {
-        Ok(e) => Some(e),
-        Err(e) if std::env::var("ISODOSE_SKIP_GPU_TESTS").as_deref() == Ok("1") => {
-            eprintln!("GPU tests skipped on purpose: {e}");
-            None
-        }
-        Err(e) => panic!(
-            "no GPU adapter: {e}. Install Mesa's Vulkan driver (mesa-vulkan-drivers, libvulkan1) \
-             or set ISODOSE_SKIP_GPU_TESTS=1 to skip on purpose"
-        ),
-    }
-}
+mod common;
+use common::gpu;
 
 /// max |gpu − cpu| / max(cpu), and where.
 fn compare(cpu: &DoseGrid, gpu: &DoseGrid) -> (f64, [usize; 3]) {
