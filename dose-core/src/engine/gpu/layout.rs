@@ -187,235 +187,181 @@ pub struct DijSpot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::mem::offset_of;
+
+    /// Size and (member name, offset) list of the WGSL struct `name` of
+    /// `source`, as naga lays it out.
+    fn struct_layout(source: &str, name: &str) -> (usize, Vec<(String, usize)>) {
+        let module = naga::front::wgsl::parse_str(source).unwrap();
+        let mut layouter = naga::proc::Layouter::default();
+        layouter.update(module.to_ctx()).unwrap();
+        let (handle, ty) = module
+            .types
+            .iter()
+            .find(|(_, t)| t.name.as_deref() == Some(name))
+            .unwrap();
+        let naga::TypeInner::Struct { members, .. } = &ty.inner else {
+            panic!("{name} is not a struct");
+        };
+        let offsets = members
+            .iter()
+            .map(|m| (m.name.clone().unwrap_or_default(), m.offset as usize))
+            .collect();
+        (layouter[handle].size as usize, offsets)
+    }
+
+    /// The WGSL struct `name` has the host struct's `size` and exactly its
+    /// members `rust` (name, offset), in order.
+    fn assert_mirrors(source: &str, name: &str, size: usize, rust: &[(&str, usize)]) {
+        let (wgsl_size, offsets) = struct_layout(source, name);
+        assert_eq!(wgsl_size, size, "size of {name}");
+        assert_eq!(offsets.len(), rust.len(), "members of {name}");
+        for ((n, o), (wn, wo)) in rust.iter().zip(&offsets) {
+            assert_eq!((n, o), (&wn.as_str(), wo), "{name}.{n}");
+        }
+    }
 
     /// Sizes and member offsets of the host structs equal those naga computes
     /// for the WGSL structs of the same name.
     #[test]
     fn layouts_match_the_shader() {
-        let module = naga::front::wgsl::parse_str(super::super::TG43_DOSE_WGSL).unwrap();
-        let mut layouter = naga::proc::Layouter::default();
-        layouter.update(module.to_ctx()).unwrap();
-        let find = |name: &str| {
-            let (handle, ty) = module
-                .types
-                .iter()
-                .find(|(_, t)| t.name.as_deref() == Some(name))
-                .unwrap();
-            let naga::TypeInner::Struct { members, .. } = &ty.inner else {
-                panic!("{name} is not a struct");
-            };
-            let offsets: Vec<(String, u32)> = members
-                .iter()
-                .map(|m| (m.name.clone().unwrap_or_default(), m.offset))
-                .collect();
-            (layouter[handle].size, offsets)
-        };
-        let (size, offsets) = find("Params");
-        assert_eq!(size as usize, size_of::<Tg43Params>());
+        let (size, offsets) = struct_layout(super::super::TG43_DOSE_WGSL, "Params");
+        assert_eq!(size, size_of::<Tg43Params>());
         let rust = [
-            ("origin", std::mem::offset_of!(Tg43Params, origin)),
-            ("spacing", std::mem::offset_of!(Tg43Params, spacing)),
-            ("nx", std::mem::offset_of!(Tg43Params, nx)),
-            (
-                "dispatch_width",
-                std::mem::offset_of!(Tg43Params, dispatch_width),
-            ),
-            ("r_min_sq", std::mem::offset_of!(Tg43Params, r_min_sq)),
-            (
-                "half_intervals",
-                std::mem::offset_of!(Tg43Params, half_intervals),
-            ),
-            ("_pad1", std::mem::offset_of!(Tg43Params, _pad1)),
+            ("origin", offset_of!(Tg43Params, origin)),
+            ("spacing", offset_of!(Tg43Params, spacing)),
+            ("nx", offset_of!(Tg43Params, nx)),
+            ("dispatch_width", offset_of!(Tg43Params, dispatch_width)),
+            ("r_min_sq", offset_of!(Tg43Params, r_min_sq)),
+            ("half_intervals", offset_of!(Tg43Params, half_intervals)),
+            ("_pad1", offset_of!(Tg43Params, _pad1)),
         ];
         for (name, off) in rust {
             let (_, o) = offsets.iter().find(|(n, _)| n == name).unwrap();
-            assert_eq!(*o as usize, off, "Params.{name}");
+            assert_eq!(*o, off, "Params.{name}");
         }
-        let (size, offsets) = find("Seed");
-        assert_eq!(size as usize, size_of::<Tg43Seed>());
-        assert_eq!(offsets[1].1 as usize, std::mem::offset_of!(Tg43Seed, axis));
+        let (size, offsets) = struct_layout(super::super::TG43_DOSE_WGSL, "Seed");
+        assert_eq!(size, size_of::<Tg43Seed>());
+        assert_eq!(offsets[1].1, offset_of!(Tg43Seed, axis));
     }
 
     /// The gamma kernel's Params: size and every member's offset.
     #[test]
     fn gamma_params_match_the_shader() {
-        let module = naga::front::wgsl::parse_str(super::super::GAMMA_WGSL).unwrap();
-        let mut layouter = naga::proc::Layouter::default();
-        layouter.update(module.to_ctx()).unwrap();
-        let (handle, ty) = module
-            .types
-            .iter()
-            .find(|(_, t)| t.name.as_deref() == Some("Params"))
-            .unwrap();
-        let naga::TypeInner::Struct { members, .. } = &ty.inner else {
-            panic!("Params is not a struct");
-        };
-        assert_eq!(layouter[handle].size as usize, size_of::<GammaParams>());
+        let (size, offsets) = struct_layout(super::super::GAMMA_WGSL, "Params");
+        assert_eq!(size, size_of::<GammaParams>());
         // five vec4s, then 4-byte scalars, in order
-        assert_eq!(members.len(), 5 + 24);
-        for (n, m) in members.iter().enumerate() {
+        assert_eq!(offsets.len(), 5 + 24);
+        for (n, (name, offset)) in offsets.iter().enumerate() {
             let want = if n < 5 { 16 * n } else { 80 + 4 * (n - 5) };
-            assert_eq!(m.offset as usize, want, "{:?}", m.name);
+            assert_eq!(*offset, want, "{name}");
         }
-        assert_eq!(std::mem::offset_of!(GammaParams, fd_mm), 64);
-        assert_eq!(std::mem::offset_of!(GammaParams, dd_global), 80 + 4 * 14);
-        assert_eq!(std::mem::offset_of!(GammaParams, _pad2), 80 + 4 * 23);
+        assert_eq!(offset_of!(GammaParams, fd_mm), 64);
+        assert_eq!(offset_of!(GammaParams, dd_global), 80 + 4 * 14);
+        assert_eq!(offset_of!(GammaParams, _pad2), 80 + 4 * 23);
     }
 
     /// The PBS kernel's structs: sizes and every member's offset.
     #[test]
     fn pbs_structs_match_the_shader() {
-        let module = naga::front::wgsl::parse_str(super::super::PBS_DOSE_WGSL).unwrap();
-        let mut layouter = naga::proc::Layouter::default();
-        layouter.update(module.to_ctx()).unwrap();
-        let find = |name: &str| {
-            let (handle, ty) = module
-                .types
-                .iter()
-                .find(|(_, t)| t.name.as_deref() == Some(name))
-                .unwrap();
-            let naga::TypeInner::Struct { members, .. } = &ty.inner else {
-                panic!("{name} is not a struct");
-            };
-            let offsets: Vec<(String, usize)> = members
-                .iter()
-                .map(|m| (m.name.clone().unwrap_or_default(), m.offset as usize))
-                .collect();
-            (layouter[handle].size as usize, offsets)
-        };
-        use std::mem::offset_of;
-        let (size, offsets) = find("Params");
-        assert_eq!(size, size_of::<PbsParams>());
-        let rust = [
-            ("nx", offset_of!(PbsParams, nx)),
-            ("ny", offset_of!(PbsParams, ny)),
-            ("nz", offset_of!(PbsParams, nz)),
-            ("k0", offset_of!(PbsParams, k0)),
-            ("tiles_x", offset_of!(PbsParams, tiles_x)),
-            ("tiles_y", offset_of!(PbsParams, tiles_y)),
-            ("n_tiles", offset_of!(PbsParams, n_tiles)),
-            ("groups_x", offset_of!(PbsParams, groups_x)),
-            ("pencil_base", offset_of!(PbsParams, pencil_base)),
-            (
-                "ambiguous_capacity",
-                offset_of!(PbsParams, ambiguous_capacity),
-            ),
-            ("one", offset_of!(PbsParams, one)),
-            ("exact_ties", offset_of!(PbsParams, exact_ties)),
-        ];
-        assert_eq!(offsets.len(), rust.len());
-        for ((name, off), (n, o)) in rust.iter().zip(&offsets) {
-            assert_eq!((name, off), (&n.as_str(), o), "Params.{name}");
-        }
-        let (size, offsets) = find("Beam");
-        assert_eq!(size, size_of::<PbsBeam>());
-        let rust = [
-            ("base", offset_of!(PbsBeam, base)),
-            ("dbx", offset_of!(PbsBeam, dbx)),
-            ("dby", offset_of!(PbsBeam, dby)),
-            ("dbz", offset_of!(PbsBeam, dbz)),
-            ("exact", offset_of!(PbsBeam, exact)),
-        ];
-        assert_eq!(offsets.len(), rust.len());
-        for ((name, off), (n, o)) in rust.iter().zip(&offsets) {
-            assert_eq!((name, off), (&n.as_str(), o), "Beam.{name}");
-        }
-        let (size, offsets) = find("Pencil");
-        assert_eq!(size, size_of::<PbsPencil>());
-        let rust = [
-            ("iso", offset_of!(PbsPencil, iso)),
-            ("depth", offset_of!(PbsPencil, depth)),
-            ("err", offset_of!(PbsPencil, err)),
-            ("index", offset_of!(PbsPencil, index)),
-            ("exact", offset_of!(PbsPencil, exact)),
-        ];
-        assert_eq!(offsets.len(), rust.len());
-        for ((name, off), (n, o)) in rust.iter().zip(&offsets) {
-            assert_eq!((name, off), (&n.as_str(), o), "Pencil.{name}");
-        }
-        let (size, offsets) = find("Node");
-        assert_eq!(size, size_of::<PbsNode>());
-        assert_eq!(
-            offsets,
-            vec![
-                ("core".to_owned(), offset_of!(PbsNode, core)),
-                ("halo".to_owned(), offset_of!(PbsNode, halo)),
-            ]
+        let src = super::super::PBS_DOSE_WGSL;
+        assert_mirrors(
+            src,
+            "Params",
+            size_of::<PbsParams>(),
+            &[
+                ("nx", offset_of!(PbsParams, nx)),
+                ("ny", offset_of!(PbsParams, ny)),
+                ("nz", offset_of!(PbsParams, nz)),
+                ("k0", offset_of!(PbsParams, k0)),
+                ("tiles_x", offset_of!(PbsParams, tiles_x)),
+                ("tiles_y", offset_of!(PbsParams, tiles_y)),
+                ("n_tiles", offset_of!(PbsParams, n_tiles)),
+                ("groups_x", offset_of!(PbsParams, groups_x)),
+                ("pencil_base", offset_of!(PbsParams, pencil_base)),
+                (
+                    "ambiguous_capacity",
+                    offset_of!(PbsParams, ambiguous_capacity),
+                ),
+                ("one", offset_of!(PbsParams, one)),
+                ("exact_ties", offset_of!(PbsParams, exact_ties)),
+            ],
+        );
+        assert_mirrors(
+            src,
+            "Beam",
+            size_of::<PbsBeam>(),
+            &[
+                ("base", offset_of!(PbsBeam, base)),
+                ("dbx", offset_of!(PbsBeam, dbx)),
+                ("dby", offset_of!(PbsBeam, dby)),
+                ("dbz", offset_of!(PbsBeam, dbz)),
+                ("exact", offset_of!(PbsBeam, exact)),
+            ],
+        );
+        assert_mirrors(
+            src,
+            "Pencil",
+            size_of::<PbsPencil>(),
+            &[
+                ("iso", offset_of!(PbsPencil, iso)),
+                ("depth", offset_of!(PbsPencil, depth)),
+                ("err", offset_of!(PbsPencil, err)),
+                ("index", offset_of!(PbsPencil, index)),
+                ("exact", offset_of!(PbsPencil, exact)),
+            ],
+        );
+        assert_mirrors(
+            src,
+            "Node",
+            size_of::<PbsNode>(),
+            &[
+                ("core", offset_of!(PbsNode, core)),
+                ("halo", offset_of!(PbsNode, halo)),
+            ],
         );
         // the ambiguous pairs start 8 bytes in (the host clears that header)
-        let (_, offsets) = find("Ambiguous");
+        let (_, offsets) = struct_layout(src, "Ambiguous");
         assert_eq!(offsets[2], ("pairs".to_owned(), 8));
     }
 
-    /// The DVH kernel's parameters: eight 4-byte members in order.
+    /// The DVH kernel's parameters.
     #[test]
     fn dvh_params_match_the_shader() {
-        let module = naga::front::wgsl::parse_str(super::super::DVH_HISTOGRAM_WGSL).unwrap();
-        let mut layouter = naga::proc::Layouter::default();
-        layouter.update(module.to_ctx()).unwrap();
-        let (handle, ty) = module
-            .types
-            .iter()
-            .find(|(_, t)| t.name.as_deref() == Some("Params"))
-            .unwrap();
-        let naga::TypeInner::Struct { members, .. } = &ty.inner else {
-            panic!("Params is not a struct");
-        };
-        assert_eq!(layouter[handle].size as usize, size_of::<DvhParams>());
-        use std::mem::offset_of;
-        let rust = [
-            ("samples", offset_of!(DvhParams, samples)),
-            ("bins", offset_of!(DvhParams, bins)),
-            ("groups_x", offset_of!(DvhParams, groups_x)),
-            ("_pad", offset_of!(DvhParams, _pad)),
-            ("bin_width", offset_of!(DvhParams, bin_width)),
-            ("scale", offset_of!(DvhParams, scale)),
-            ("_pad1", offset_of!(DvhParams, _pad1)),
-            ("_pad2", offset_of!(DvhParams, _pad2)),
-        ];
-        let shader: Vec<(String, usize)> = members
-            .iter()
-            .map(|m| (m.name.clone().unwrap_or_default(), m.offset as usize))
-            .collect();
-        assert_eq!(shader.len(), rust.len());
-        for ((name, off), (n, o)) in rust.iter().zip(&shader) {
-            assert_eq!((name, off), (&n.as_str(), o), "Params.{name}");
-        }
+        assert_mirrors(
+            super::super::DVH_HISTOGRAM_WGSL,
+            "Params",
+            size_of::<DvhParams>(),
+            &[
+                ("samples", offset_of!(DvhParams, samples)),
+                ("bins", offset_of!(DvhParams, bins)),
+                ("groups_x", offset_of!(DvhParams, groups_x)),
+                ("_pad", offset_of!(DvhParams, _pad)),
+                ("bin_width", offset_of!(DvhParams, bin_width)),
+                ("scale", offset_of!(DvhParams, scale)),
+                ("_pad1", offset_of!(DvhParams, _pad1)),
+                ("_pad2", offset_of!(DvhParams, _pad2)),
+            ],
+        );
     }
 
     /// The dij kernel's spot record (its module is pbs_dose.wgsl followed by
     /// pbs_dij.wgsl).
     #[test]
     fn dij_spot_matches_the_shader() {
-        let module = naga::front::wgsl::parse_str(super::super::PBS_DIJ_WGSL).unwrap();
-        let mut layouter = naga::proc::Layouter::default();
-        layouter.update(module.to_ctx()).unwrap();
-        let (handle, ty) = module
-            .types
-            .iter()
-            .find(|(_, t)| t.name.as_deref() == Some("DijSpot"))
-            .unwrap();
-        let naga::TypeInner::Struct { members, .. } = &ty.inner else {
-            panic!("DijSpot is not a struct");
-        };
-        assert_eq!(layouter[handle].size as usize, size_of::<DijSpot>());
-        use std::mem::offset_of;
-        let rust = [
-            ("pencils", offset_of!(DijSpot, pencils)),
-            ("rows_box", offset_of!(DijSpot, rows_box)),
-            ("cols", offset_of!(DijSpot, cols)),
-            ("axis", offset_of!(DijSpot, axis)),
-            ("dir", offset_of!(DijSpot, dir)),
-            ("spacing", offset_of!(DijSpot, spacing)),
-        ];
-        let shader: Vec<(String, usize)> = members
-            .iter()
-            .map(|m| (m.name.clone().unwrap_or_default(), m.offset as usize))
-            .collect();
-        assert_eq!(shader.len(), rust.len());
-        for ((name, off), (n, o)) in rust.iter().zip(&shader) {
-            assert_eq!((name, off), (&n.as_str(), o), "DijSpot.{name}");
-        }
+        assert_mirrors(
+            super::super::PBS_DIJ_WGSL,
+            "DijSpot",
+            size_of::<DijSpot>(),
+            &[
+                ("pencils", offset_of!(DijSpot, pencils)),
+                ("rows_box", offset_of!(DijSpot, rows_box)),
+                ("cols", offset_of!(DijSpot, cols)),
+                ("axis", offset_of!(DijSpot, axis)),
+                ("dir", offset_of!(DijSpot, dir)),
+                ("spacing", offset_of!(DijSpot, spacing)),
+            ],
+        );
     }
 
     /// Every shader parses and validates (a broken shader fails here, in CI).
