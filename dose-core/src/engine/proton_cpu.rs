@@ -71,14 +71,7 @@ pub(super) fn pbs_dij(
     max_bytes: usize,
     hook: &Hook,
 ) -> Result<Dij> {
-    if grid.len() > u32::MAX as usize {
-        return Err(DoseError::InvalidGrid {
-            reason: format!(
-                "{} voxels exceed the 32-bit row indices of the dij",
-                grid.len()
-            ),
-        });
-    }
+    Dij::check_rows(grid.len())?;
     // pencils of each spot (several when spots are split)
     let by_spot = pencils_by_spot(beams, n_spots);
     let all_k = 0..grid.nz();

@@ -94,6 +94,17 @@ impl Dij {
         nnz * (size_of::<u32>() + size_of::<f32>()) + (n_spots + 1) * size_of::<u64>()
     }
 
+    /// Refuses a grid of more voxels than the matrix's 32-bit row indices
+    /// hold (checked before any work).
+    pub fn check_rows(n_voxels: usize) -> Result<()> {
+        if n_voxels > u32::MAX as usize {
+            return Err(DoseError::InvalidGrid {
+                reason: format!("{n_voxels} voxels exceed the 32-bit row indices of the dij"),
+            });
+        }
+        Ok(())
+    }
+
     /// Refuses a matrix of `nnz` entries and `n_spots` columns that would
     /// need more than `max_bytes` (checked before anything is allocated).
     pub fn check_size(nnz: usize, n_spots: usize, max_bytes: usize) -> Result<()> {

@@ -44,7 +44,7 @@ use super::layout::{DijSpot, PbsBeam, PbsNode, PbsParams, PbsPencil};
 use super::pbs::{BeamGeometry, f64_words, node, pencil_record};
 use super::{GpuContext, buffer, dispatch_grid, gpu_error, read_back, storage_dst};
 use crate::engine::progress::Hook;
-use crate::error::{DoseError, Result};
+use crate::error::Result;
 use crate::grid::Grid3;
 use crate::proton::Dij;
 use crate::proton::prepare::{Pencil, PreparedBeam, pencils_by_spot};
@@ -314,14 +314,7 @@ pub(crate) fn pbs_dij_tiled(
 ) -> Result<(Dij, DijStats)> {
     let mut stats = DijStats::default();
     let [nz, ny, nx] = grid.shape();
-    if grid.len() > u32::MAX as usize {
-        return Err(DoseError::InvalidGrid {
-            reason: format!(
-                "{} voxels exceed the 32-bit row indices of the dij",
-                grid.len()
-            ),
-        });
-    }
+    Dij::check_rows(grid.len())?;
     if nx.max(ny).max(nz) > 1 << 24 {
         return Err(gpu_error(format!(
             "a grid of {nx} x {ny} x {nz} voxels exceeds the exact f32 voxel indices of the GPU kernel"
