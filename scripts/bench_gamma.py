@@ -9,6 +9,9 @@ Settings shared by both tools: global 2 %/2 mm, 10 % low-dose cut-off of the
 reference maximum, search step DTA/10 (pymedphys interp_fraction=10), gamma
 searched up to 2.
 
+isodose runs its lattice search (the same search as pymedphys) on the CPU
+and the GPU, and its continuous search (CPU only).
+
 Usage: python scripts/bench_gamma.py [--size small|full] [--skip-pymedphys]
 Prints a table; "small" (64 x 64 x 50 voxels of 4 mm) is quick. Every
 implementation runs twice: the first (cold: numba's JIT compilation for
@@ -62,14 +65,16 @@ def main():
         z, y, x = axes
         grid = isodose.Grid(shape=ref.shape, spacing_mm=(spacing,) * 3, origin_mm=(x[0], y[0], z[0]))
         r, e = isodose.Dose(ref, grid), isodose.Dose(ev, grid)
-        for backend in ["cpu", "gpu"]:
+        for backend, search in [("cpu", "lattice"), ("cpu", "continuous"), ("gpu", "lattice")]:
             try:
                 times = []
                 for _ in range(2):
                     t = time.perf_counter()
-                    g = isodose.gamma(r, e, dose_percent=2.0, dta_mm=2.0, cutoff_percent=10.0, backend=backend)
+                    g = isodose.gamma(
+                        r, e, dose_percent=2.0, dta_mm=2.0, cutoff_percent=10.0, backend=backend, search=search
+                    )
                     times.append(time.perf_counter() - t)
-                rows.append((f"isodose {g.backend}", times, g.pass_rate, g.evaluated_count))
+                rows.append((f"isodose {search} {g.backend}", times, g.pass_rate, g.evaluated_count))
             except Exception as exc:  # no GPU: report and go on
                 print(f"isodose {backend}: {exc}")
     except ImportError:

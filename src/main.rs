@@ -63,9 +63,12 @@ enum Command {
         /// Largest gamma searched for.
         #[arg(long, default_value_t = 2.0)]
         max_gamma: f64,
-        /// Search lattice step, as a fraction of the DTA.
+        /// Search resolution, as a fraction of the DTA (the lattice step; the smallest box of the continuous search).
         #[arg(long, default_value_t = 0.1)]
         step: f64,
+        /// Search: lattice (GPU and CPU) or continuous (the minimum of the interpolated dose; CPU only).
+        #[arg(long, default_value = "lattice")]
+        search: String,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -202,6 +205,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             local,
             max_gamma,
             step,
+            search,
             json,
             png,
             require_pass,
@@ -212,6 +216,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             criteria.local = local;
             criteria.max_gamma = max_gamma;
             criteria.search_step = step;
+            criteria.search = isodose::qa::GammaSearch::parse(&search)?;
             let ok = qa_cli::gamma(&qa_cli::GammaArgs {
                 reference,
                 evaluated,

@@ -11,8 +11,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use isodose_core::qa::{GammaCriteria, gamma_index};
-use isodose_core::{BackendKind, DoseGrid, Engine, Grid3, Volume};
+use isodose_core::qa::{GammaCriteria, GammaSearch, gamma_index};
+use isodose_core::{BackendChoice, BackendKind, DoseGrid, Engine, Grid3, Volume};
 use ndarray::Array3;
 use proptest::prelude::*;
 
@@ -121,4 +121,29 @@ fn gpu_reports_missing_evaluated_dose_like_the_cpu() {
     let gpu = engine.gamma(&reference, &evaluated, &c).unwrap();
     assert!(gpu.gamma().data().iter().any(|g| g.is_infinite()));
     compare(&engine, &reference, &evaluated, &c);
+}
+
+#[test]
+fn continuous_search_runs_on_the_cpu_under_auto_and_is_an_error_under_gpu() {
+    let Some(engine) = gpu() else { return };
+    let grid = Grid3::new([12, 12, 12], [2.0; 3], [-11.0; 3]).unwrap();
+    let reference = blobs(&grid, &[([0.0; 3], 6.0, 1.0)]);
+    let evaluated = blobs(&grid, &[([0.5, 0.0, 0.0], 6.0, 1.02)]);
+    let mut c = GammaCriteria::new(2.0, 2.0);
+    c.search = GammaSearch::Continuous;
+    let e = engine
+        .gamma(&reference, &evaluated, &c)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("continuous gamma search runs on the CPU only"),
+        "{e}"
+    );
+    let auto = Engine::new(BackendChoice::Auto).unwrap();
+    let r = auto.gamma(&reference, &evaluated, &c).unwrap();
+    assert!(matches!(r.backend(), BackendKind::Cpu { .. }));
+    let cpu = gamma_index(&reference, &evaluated, &c).unwrap();
+    for (a, b) in r.gamma().data().iter().zip(cpu.gamma().data()) {
+        assert!(a == b || (a.is_nan() && b.is_nan()), "{a} vs {b}");
+    }
 }

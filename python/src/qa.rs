@@ -10,7 +10,7 @@
 use std::borrow::Cow;
 
 use isodose_core::qa::{
-    Dvh, GammaCriteria, GammaResult, Structure, prescription_isodose_volume_cc,
+    Dvh, GammaCriteria, GammaResult, GammaSearch, Structure, prescription_isodose_volume_cc,
 };
 use isodose_core::{DoseError, DoseGrid};
 use numpy::{PyArray1, PyArray2, PyArray3};
@@ -141,7 +141,7 @@ impl PyGammaResult {
 /// Gamma index of `evaluated` against `reference` (Low et al. 1998), on the
 /// reference grid: the native part of `isodose.gamma` (parameters there).
 #[pyfunction]
-#[pyo3(signature = (reference, evaluated, dose_percent = 3.0, dta_mm = 3.0, cutoff_percent = 10.0, local = false, backend = "auto", max_gamma = 2.0, search_step = 0.1, normalisation_gy = None, progress = None))]
+#[pyo3(signature = (reference, evaluated, dose_percent = 3.0, dta_mm = 3.0, cutoff_percent = 10.0, local = false, backend = "auto", max_gamma = 2.0, search_step = 0.1, normalisation_gy = None, progress = None, search = "lattice"))]
 #[allow(clippy::too_many_arguments)]
 pub fn gamma(
     py: Python<'_>,
@@ -156,6 +156,7 @@ pub fn gamma(
     search_step: f64,
     normalisation_gy: Option<f64>,
     progress: Option<Bound<'_, PyAny>>,
+    search: &str,
 ) -> PyResult<PyGammaResult> {
     let engine = crate::engine(py, backend)?;
     let criteria = GammaCriteria {
@@ -164,6 +165,7 @@ pub fn gamma(
         cutoff_percent,
         local,
         max_gamma,
+        search: GammaSearch::parse(search).py_err(py)?,
         search_step,
         normalisation_gy,
     };

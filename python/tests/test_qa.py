@@ -110,6 +110,9 @@ def test_pass_rate_agrees_with_pymedphys(shift_mm, scale, dose_percent, dta_mm):
     grid, c, zyx = cube_grid(40, 2.5)
     ref, ev = bumps(zyx), bumps(zyx, shift_mm, scale)
     ours = isodose.gamma(isodose.Dose(ref, grid), isodose.Dose(ev, grid), dose_percent, dta_mm, cutoff_percent=10.0)
+    continuous = isodose.gamma(
+        isodose.Dose(ref, grid), isodose.Dose(ev, grid), dose_percent, dta_mm, cutoff_percent=10.0, search="continuous"
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         theirs = pymedphys.gamma(
@@ -132,6 +135,18 @@ def test_pass_rate_agrees_with_pymedphys(shift_mm, scale, dose_percent, dta_mm):
     their_rate = float(np.mean(theirs[valid] <= 1.0))
     assert 0.5 < their_rate < 1.0  # a case that discriminates
     assert abs(ours.pass_rate - their_rate) <= 0.01, (ours.pass_rate, their_rate)
+    # the continuous search minimises over every position, not a lattice
+    assert continuous.evaluated_count == ours.evaluated_count
+    assert abs(continuous.pass_rate - their_rate) <= 0.01, (continuous.pass_rate, their_rate)
+    evaluated = ~np.isnan(ours.gamma)
+    assert np.all(continuous.gamma[evaluated] <= ours.gamma[evaluated] + 1e-4)
+
+
+def test_unknown_gamma_search_is_a_clear_error():
+    grid, _, zyx = cube_grid(8, 3.0)
+    dose = isodose.Dose(bumps(zyx), grid)
+    with pytest.raises(isodose.IsodoseError, match="gamma search"):
+        isodose.gamma(dose, dose, search="spiral")
 
 
 def test_gpu_gamma_matches_cpu_or_says_why():

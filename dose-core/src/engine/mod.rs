@@ -294,7 +294,9 @@ impl Engine {
 impl Engine {
     /// The gamma index of `evaluated` against `reference` (see
     /// [`crate::qa::gamma`]) on this engine's backend. The GPU kernel is the
-    /// WGSL port of the CPU kernel (f32 instead of f64). With `Auto`, a GPU
+    /// WGSL port of the CPU's lattice search (f32 instead of f64); the
+    /// continuous search ([`crate::qa::GammaSearch::Continuous`]) runs on the
+    /// CPU under `Auto` and is an error under `Gpu`. With `Auto`, a GPU
     /// failure falls back to the CPU with a message on stderr; with `Gpu` it
     /// is an error.
     pub fn gamma(
@@ -305,8 +307,17 @@ impl Engine {
     ) -> Result<crate::qa::GammaResult> {
         use crate::qa::gamma as g;
         let setup = g::setup(reference, evaluated, criteria)?;
+        // the continuous search has a CPU kernel only
+        let on_gpu = criteria.search == g::GammaSearch::Lattice;
+        if !on_gpu && self.choice == BackendChoice::Gpu {
+            return Err(DoseError::BackendUnavailable {
+                reason: "the continuous gamma search runs on the CPU only; choose the lattice search for the GPU, or the CPU or auto backend".into(),
+            });
+        }
         #[cfg(feature = "gpu")]
-        if let Some((values, ran)) =
+        if !on_gpu {
+            // the CPU below
+        } else if let Some((values, ran)) =
             self.on_gpu(100.0 * reference.grid().len() as f64, "gamma", |ctx| {
                 let planes = reference.grid().nz() as u64;
                 self.progress.report("gamma", 0, planes)?;

@@ -10,5 +10,5 @@ pub mod gamma;
 pub mod structure;
 
 pub use dvh::{Dvh, paddick_conformity, prescription_isodose_volume_cc};
-pub use gamma::{GammaCriteria, GammaResult, gamma_index};
+pub use gamma::{GammaCriteria, GammaResult, GammaSearch, gamma_index};
 pub use structure::{DoseSample, Structure, StructurePlane};

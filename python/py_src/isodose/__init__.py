@@ -203,6 +203,7 @@ def gamma(
     search_step: float = 0.1,
     normalisation_gy: Optional[float] = None,
     progress: ProgressArg = None,
+    search: str = "lattice",
 ) -> GammaResult:
     """3D gamma index of ``evaluated`` against ``reference`` (Low et al., Med
     Phys 25:656 (1998)), on the reference grid.
@@ -235,13 +236,20 @@ def gamma(
     max_gamma : float
         Largest gamma searched for; larger values are stored as ``max_gamma``.
     search_step : float
-        Step of the search lattice as a fraction of ``dta_mm`` (0.1 = dta/10),
-        refined off the lattice around the best point.
+        Search resolution as a fraction of ``dta_mm`` (0.1 = dta/10): the
+        step of the search lattice (refined off the lattice around the best
+        point), or the smallest box of the continuous search.
     normalisation_gy : float, optional
         Global normalisation dose, Gy; the maximum reference dose when None.
     progress : None, bool, tqdm bar or callable
         True: a new tqdm bar; a tqdm bar: reused for each stage; a callable: called as ``progress("gamma", done,
         total)`` between batches of reference planes.
+    search : {"lattice", "continuous"}
+        "lattice" (default, CPU and GPU): the search of pymedphys
+        (``interp_fraction`` = 1/``search_step``). "continuous" (CPU only):
+        the minimum over all positions of the trilinear interpolant, cell by
+        cell, never worse than the lattice and several times faster;
+        ``backend="gpu"`` with it is an error.
 
     Returns
     -------
@@ -265,6 +273,7 @@ def gamma(
         search_step,
         normalisation_gy,
         progress,
+        search,
     )
 
 

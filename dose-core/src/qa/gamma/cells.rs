@@ -1,0 +1,638 @@
+//! The continuous search of γ: the minimum of
+//! γ²(**r**) = |**r**|²/Δd² + (D_e(**p** + **r**) − D_r)²/ΔD² over the
+//! trilinear interpolant of the evaluated dose, cell by cell.
+//!
+//! Inside one cell of the evaluated grid (the box between eight neighbouring
+//! voxel centres) D_e is the trilinear function of its corner values, and
+//! γ² is the squared distance, in the space (x/Δd, y/Δd, z/Δd, D/ΔD), from
+//! the reference point to the graph of that function: the geometric view of
+//! Ju, Simpson, Deasy and Low (Med Phys 35, 879 (2008)), here on the
+//! trilinear interpolant itself rather than on a simplex decomposition.
+//!
+//! **Which cells.** A multilinear function takes its extremes over a box at
+//! the box's corners, so for a cell at distance d from **p** whose corner
+//! doses span [D_min, D_max],
+//!
+//! γ² ≥ d²/Δd² + gap²/ΔD², gap = max(0, D_min − D_r, D_r − D_max).
+//!
+//! Cells are visited in increasing order of a lower bound of d (fixed
+//! offsets from the cell that holds **p**, sorted once); the walk stops when
+//! that bound reaches the smallest γ found, and a cell is skipped when its
+//! own bound does. Only cells that can hold a smaller γ are minimised.
+//!
+//! **Inside a cell.** Projected Gauss-Newton on the cell's box, from the
+//! point of the box nearest **p**: with t the position in the cell (voxel
+//! units), w_a = s_a²/Δd², β = 1/ΔD², f = D_e − D_r and G = w∘(t − t_p) +
+//! β f ∇D_e, the step solves (diag(w) + β ∇D_e ∇D_eᵀ) δ = −G over the
+//! coordinates not held at a face (Sherman-Morrison), is clipped to the box
+//! and kept only if it lowers γ² (else halved). D_e's value and gradient are
+//! the trilinear formula's own, not finite differences; where D_e is linear
+//! the first step is exact.
+//!
+//! **Beyond the outer voxel centres** the evaluated dose is held constant for
+//! half a voxel, as [`crate::grid::Volume::sample_trilinear`] does: the outer
+//! cells are half cells with repeated corner values.
+
+use super::GammaSetup;
+
+/// A cell relative to the cell holding the reference point, with a lower
+/// bound (mm²) of the squared distance from any point of that cell.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CellOffset {
+    pub(crate) d: [i32; 3],
+    pub(crate) dist2_mm2: f64,
+}
+
+/// Cell offsets (x, y, z) that can lie within `reach_mm` of a point, by
+/// increasing lower bound of their distance: along an axis a cell `d` cells
+/// away is at least (|d| − 1) spacings from any point of the home cell.
+pub(crate) fn cell_offsets(spacing_mm: [f64; 3], reach_mm: f64) -> Vec<CellOffset> {
+    let n = spacing_mm.map(|s| (reach_mm / s).ceil() as i32 + 1);
+    let mut out = Vec::new();
+    for dz in -n[2]..=n[2] {
+        for dy in -n[1]..=n[1] {
+            for dx in -n[0]..=n[0] {
+                let d = [dx, dy, dz];
+                let dist2_mm2 = (0..3)
+                    .map(|a| (f64::from((d[a].abs() - 1).max(0)) * spacing_mm[a]).powi(2))
+                    .sum::<f64>();
+                if dist2_mm2 <= reach_mm * reach_mm {
+                    out.push(CellOffset { d, dist2_mm2 });
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| a.dist2_mm2.total_cmp(&b.dist2_mm2));
+    out
+}
+
+/// Gauss-Newton iterations per cell, and halvings of a step that does not
+/// lower γ².
+const CELL_ITERATIONS: u32 = 20;
+const CELL_HALVINGS: u32 = 8;
+
+/// The continuous search over one evaluated dose.
+pub(crate) struct CellSearch<'a> {
+    /// The evaluated dose in C order (z, y, x).
+    data: &'a [f32],
+    /// nx, ny, nz.
+    n: [usize; 3],
+    origin: [f64; 3],
+    inv_spacing: [f64; 3],
+    /// s_a² / Δd²: the weight of a voxel step along each axis in γ².
+    w: [f64; 3],
+    offsets: &'a [CellOffset],
+    inv_dta2: f64,
+    reach2_mm2: f64,
+    /// Half-width (voxels, per axis) at which the branch and bound stops
+    /// splitting: half the search resolution `search_step` × Δd.
+    box_min: [f64; 3],
+}
+
+/// Most boxes the branch and bound visits in one cell (a safety net: boxes
+/// of the search resolution are reached long before).
+const BOX_VISITS: u32 = 1 << 16;
+
+/// A cell's box (lo, hi), the point t_p in its coordinates and the squared
+/// distance (mm²) from the point to the box.
+type Placed = ([f64; 3], [f64; 3], [f64; 3], f64);
+
+/// Most cells the first, walking descent visits.
+const WALK: usize = 4;
+
+/// Non-convex cells held back for the branch and bound of one point.
+const PENDING: usize = 16;
+
+/// One cell's trilinear dose: corner values indexed dx + 2 dy + 4 dz.
+#[derive(Clone, Copy)]
+struct Cell([f64; 8]);
+
+impl Cell {
+    /// The mixed coefficients of D_e = … + c_xy xy + c_xz xz + c_yz yz +
+    /// c_xyz xyz (cell coordinates): [c_xy, c_xz, c_yz, c_xyz].
+    fn mixed(&self) -> [f64; 4] {
+        let v = &self.0;
+        [
+            v[0] - v[1] - v[2] + v[3],
+            v[0] - v[1] - v[4] + v[5],
+            v[0] - v[2] - v[4] + v[6],
+            -v[0] + v[1] + v[2] - v[3] + v[4] - v[5] - v[6] + v[7],
+        ]
+    }
+
+    /// Whether γ²(t) = Σ w_a (t_a − t_p,a)² + β (D_e(t) − d_ref)² is convex
+    /// on the box [l, u] of the cell whose corner doses span [dmin, dmax],
+    /// so that a descent reaches its minimum there: its Hessian / 2 is
+    /// W + β (∇D_e ∇D_eᵀ + f ∇²D_e), and W + β f ∇²D_e ⪰ 0 when
+    /// β max|f| ‖∇²D_e‖_F ≤ min_a w_a (∇²D_e has only mixed entries, and
+    /// ∂²D_e/∂x∂y = c_xy + c_xyz z is largest at a face of the box; the
+    /// same for the others).
+    fn convex_on(
+        &self,
+        [l, u]: [[f64; 3]; 2],
+        [dmin, dmax]: [f64; 2],
+        d_ref: f64,
+        beta: f64,
+        w: [f64; 3],
+    ) -> bool {
+        let m = self.mixed();
+        let bound = |c: f64, a: usize| (c + m[3] * l[a]).abs().max((c + m[3] * u[a]).abs());
+        let frob2 =
+            2.0 * (bound(m[0], 2).powi(2) + bound(m[1], 1).powi(2) + bound(m[2], 0).powi(2));
+        let fmax = (dmax - d_ref).abs().max((dmin - d_ref).abs());
+        let wmin = w[0].min(w[1]).min(w[2]);
+        beta * fmax * frob2.sqrt() <= wmin
+    }
+
+    /// The lowest and highest corner dose of the cell (also of an outer
+    /// half cell, whose repeated corners make the dose constant across it).
+    fn corner_range(&self) -> [f64; 2] {
+        self.0
+            .iter()
+            .fold([f64::INFINITY, f64::NEG_INFINITY], |[m, n], &v| {
+                [m.min(v), n.max(v)]
+            })
+    }
+
+    /// The lowest and highest corner dose of the box [l, u] (the extremes of
+    /// a multilinear function over a box).
+    fn range(&self, l: [f64; 3], u: [f64; 3]) -> [f64; 2] {
+        (0..8).fold([f64::INFINITY, f64::NEG_INFINITY], |[m, n], k| {
+            let t = [0, 1, 2].map(|a| if k >> a & 1 == 1 { u[a] } else { l[a] });
+            let v = self.value_grad(t).0;
+            [m.min(v), n.max(v)]
+        })
+    }
+
+    /// D_e and its gradient (per voxel step) at t in the cell.
+    #[inline]
+    fn value_grad(&self, t: [f64; 3]) -> (f64, [f64; 3]) {
+        let v = &self.0;
+        let [tx, ty, tz] = t;
+        let ex = [v[1] - v[0], v[3] - v[2], v[5] - v[4], v[7] - v[6]];
+        let a00 = v[0] + ex[0] * tx;
+        let a10 = v[2] + ex[1] * tx;
+        let a01 = v[4] + ex[2] * tx;
+        let a11 = v[6] + ex[3] * tx;
+        let b0 = a00 + (a10 - a00) * ty;
+        let b1 = a01 + (a11 - a01) * ty;
+        let value = b0 + (b1 - b0) * tz;
+        let gx = (1.0 - tz) * (ex[0] + (ex[1] - ex[0]) * ty) + tz * (ex[2] + (ex[3] - ex[2]) * ty);
+        let gy = (1.0 - tz) * (a10 - a00) + tz * (a11 - a01);
+        (value, [gx, gy, b1 - b0])
+    }
+}
+
+impl<'a> CellSearch<'a> {
+    /// `data`: the evaluated dose in C order (z, y, x) of `shape` (z, y, x),
+    /// first voxel centre at `origin_mm`, voxel size `spacing_mm` (x, y, z).
+    pub(crate) fn new(
+        data: &'a [f32],
+        shape: [usize; 3],
+        origin_mm: [f64; 3],
+        spacing_mm: [f64; 3],
+        s: &'a GammaSetup,
+    ) -> Self {
+        let reach = s.criteria.max_gamma * s.criteria.dta_mm;
+        Self {
+            data,
+            n: [shape[2], shape[1], shape[0]],
+            origin: origin_mm,
+            inv_spacing: spacing_mm.map(|v| 1.0 / v),
+            w: spacing_mm.map(|v| v * v * s.inv_dta2),
+            offsets: &s.cells,
+            inv_dta2: s.inv_dta2,
+            reach2_mm2: reach * reach,
+            box_min: spacing_mm.map(|v| 0.5 * s.lattice_step_mm / v),
+        }
+    }
+
+    /// The smallest γ² around `p` (mm) for a reference dose `d_ref` and
+    /// 1/ΔD² `inv_dd2`; +∞ when no evaluated dose lies within
+    /// `max_gamma` × Δd.
+    pub(crate) fn min_gamma2(&self, p: [f64; 3], d_ref: f64, inv_dd2: f64) -> f64 {
+        let n = self.n;
+        // p in continuous voxel coordinates, and the cell holding it (cells
+        // -1 and n-1 are the outer half cells)
+        let q = [0, 1, 2].map(|a| (p[a] - self.origin[a]) * self.inv_spacing[a]);
+        let home = [0, 1, 2].map(|a| (q[a].floor().clamp(-1.0, (n[a] - 1) as f64)) as i64);
+        let mut best = f64::INFINITY;
+        // non-convex cells, searched once every cell has had its descent
+        let mut pending = [(Cell([0.0; 8]), [[0.0; 3]; 3], 0.0); PENDING];
+        let mut n_pending = 0;
+        let mut defer = |cell: Cell, box_: [[f64; 3]; 3], bound: f64, best: &mut f64| {
+            if n_pending == PENDING {
+                *best = self.settle(&cell, box_, d_ref, inv_dd2, *best);
+            } else {
+                pending[n_pending] = (cell, box_, bound);
+                n_pending += 1;
+            }
+        };
+        // First a descent that walks from cell to cell: from p's cell into
+        // the neighbour whose face it ends on while γ² still falls outwards.
+        // It finds the minimum of a smooth dose in a few cells, so that the
+        // bounds below skip most others.
+        let mut walked = [[i64::MIN; 3]; WALK];
+        let mut c = home;
+        let mut start = None;
+        for step in walked.iter_mut() {
+            let Some((lo, hi, tp, d2)) = self.place(c, q) else {
+                break;
+            };
+            if d2 > self.reach2_mm2 {
+                break;
+            }
+            *step = c;
+            let cell = self.cell(c);
+            let t0 = start.unwrap_or([0, 1, 2].map(|a| tp[a].clamp(lo[a], hi[a])));
+            let objective = self.objective(&cell, tp, d_ref, inv_dd2);
+            let (local, t, grad) = self.descend(&objective, t0, [lo, hi, tp], inv_dd2);
+            best = best.min(local);
+            let range = cell.corner_range();
+            if !cell.convex_on([lo, hi], range, d_ref, inv_dd2, self.w) {
+                defer(cell, [lo, hi, tp], 0.0, &mut best);
+            }
+            // faces (inside the grid) that t rests on with γ² falling outwards
+            let mut next = c;
+            let mut tn = t;
+            for a in 0..3 {
+                if t[a] <= 0.0 && grad[a] > 0.0 && lo[a] == 0.0 {
+                    next[a] -= 1;
+                    tn[a] = 1.0;
+                } else if t[a] >= 1.0 && grad[a] < 0.0 && hi[a] == 1.0 {
+                    next[a] += 1;
+                    tn[a] = 0.0;
+                }
+            }
+            if next == c {
+                break;
+            }
+            c = next;
+            start = Some(tn);
+        }
+        for o in self.offsets {
+            if o.dist2_mm2 * self.inv_dta2 >= best {
+                break;
+            }
+            let c = [0, 1, 2].map(|a| home[a] + i64::from(o.d[a]));
+            if walked.contains(&c) {
+                continue;
+            }
+            let Some((lo, hi, tp, d2)) = self.place(c, q) else {
+                continue;
+            };
+            if d2 > self.reach2_mm2 || d2 * self.inv_dta2 >= best {
+                continue;
+            }
+            // a position that beats `best` lies within √(best/w_a) of t_p
+            // along each axis: the dose range over that part of the box
+            let cell = self.cell(c);
+            let mut sub = (lo, hi);
+            let mut clipped = false;
+            for a in 0..3 {
+                let r = (best / self.w[a]).sqrt();
+                if tp[a] - r > lo[a] {
+                    sub.0[a] = tp[a] - r;
+                    clipped = true;
+                }
+                if tp[a] + r < hi[a] {
+                    sub.1[a] = tp[a] + r;
+                    clipped = true;
+                }
+            }
+            let [dmin, dmax] = if clipped && best.is_finite() {
+                cell.range(sub.0, sub.1)
+            } else {
+                cell.corner_range()
+            };
+            let gap = (dmin - d_ref).max(d_ref - dmax).max(0.0);
+            let bound = d2 * self.inv_dta2 + gap * gap * inv_dd2;
+            if bound >= best {
+                continue;
+            }
+            let objective = self.objective(&cell, tp, d_ref, inv_dd2);
+            let t0 = [0, 1, 2].map(|a| tp[a].clamp(lo[a], hi[a]));
+            best = best.min(self.descend(&objective, t0, [lo, hi, tp], inv_dd2).0);
+            if !cell.convex_on([lo, hi], cell.corner_range(), d_ref, inv_dd2, self.w) {
+                defer(cell, [lo, hi, tp], bound, &mut best);
+            }
+        }
+        for (cell, box_, bound) in &pending[..n_pending] {
+            if *bound < best {
+                best = self.settle(cell, *box_, d_ref, inv_dd2, best);
+            }
+        }
+        best
+    }
+
+    /// The smallest γ² below `best` in a cell where γ² is not convex on the
+    /// whole cell (else `best`). A position that beats `best` lies in the
+    /// part K of the box within √(best/w_a) of t_p along each axis, and K is
+    /// a box, smaller than the cell: the branch and bound searches K.
+    fn settle(
+        &self,
+        cell: &Cell,
+        [lo, hi, tp]: [[f64; 3]; 3],
+        d_ref: f64,
+        beta: f64,
+        best: f64,
+    ) -> f64 {
+        let mut l = lo;
+        let mut u = hi;
+        for a in 0..3 {
+            let r = (best / self.w[a]).sqrt();
+            l[a] = l[a].max(tp[a] - r);
+            u[a] = u[a].min(tp[a] + r);
+            if l[a] > u[a] {
+                return best;
+            }
+        }
+        self.branch_and_bound(cell, [l, u, tp], d_ref, beta, best)
+    }
+
+    /// Cell `c`'s box [lo, hi] in its own coordinates t, the point's
+    /// position t_p there, and the squared distance (mm²) from the point to
+    /// the box; `None` for a cell outside the grid.
+    #[inline]
+    fn place(&self, c: [i64; 3], q: [f64; 3]) -> Option<Placed> {
+        let n = self.n;
+        if (0..3).any(|a| c[a] < -1 || c[a] > n[a] as i64 - 1) {
+            return None;
+        }
+        let mut lo = [0.0; 3];
+        let mut hi = [1.0; 3];
+        let mut tp = [0.0; 3];
+        let mut d2 = 0.0;
+        for a in 0..3 {
+            let ca = c[a] as f64;
+            lo[a] = (-0.5 - ca).max(0.0);
+            hi[a] = ((n[a] as f64 - 0.5) - ca).min(1.0);
+            tp[a] = q[a] - ca;
+            let out = (lo[a] - tp[a]).max(tp[a] - hi[a]).max(0.0);
+            d2 += out * out * self.w[a] / self.inv_dta2;
+        }
+        Some((lo, hi, tp, d2))
+    }
+
+    /// The corner doses of cell `c` (x, y, z), indices clamped to the grid.
+    fn cell(&self, c: [i64; 3]) -> Cell {
+        let [nx, ny, nz] = self.n;
+        let idx = |a: i64, n: usize| a.clamp(0, n as i64 - 1) as usize;
+        let (x0, x1) = (idx(c[0], nx), idx(c[0] + 1, nx));
+        let (y0, y1) = (idx(c[1], ny), idx(c[1] + 1, ny));
+        let (z0, z1) = (idx(c[2], nz), idx(c[2] + 1, nz));
+        let d = self.data;
+        let v = |z: usize, y: usize, x: usize| f64::from(d[(z * ny + y) * nx + x]);
+        Cell([
+            v(z0, y0, x0),
+            v(z0, y0, x1),
+            v(z0, y1, x0),
+            v(z0, y1, x1),
+            v(z1, y0, x0),
+            v(z1, y0, x1),
+            v(z1, y1, x0),
+            v(z1, y1, x1),
+        ])
+    }
+
+    /// min over t in [lo, hi] of Σ w_a (t_a − tp_a)² + β (D_e(t) − d_ref)²,
+    /// by projected Gauss-Newton from the box point nearest tp.
+    /// γ²(t) in the cell, with D_e − D_r and ∇D_e there.
+    fn objective<'c>(
+        &self,
+        cell: &'c Cell,
+        tp: [f64; 3],
+        d_ref: f64,
+        beta: f64,
+    ) -> impl Fn([f64; 3]) -> (f64, f64, [f64; 3]) + 'c {
+        let w = self.w;
+        move |t: [f64; 3]| {
+            let (v, g) = cell.value_grad(t);
+            let f = v - d_ref;
+            let dist = (0..3).map(|a| w[a] * (t[a] - tp[a]).powi(2)).sum::<f64>();
+            (dist + beta * f * f, f, g)
+        }
+    }
+
+    /// The global minimum over a cell that may hold several local minima, to
+    /// a relative 1e-9 of γ²: boxes are split in two along their longest
+    /// axis (in units of Δd) and dropped when a lower bound of γ² over them
+    /// reaches the best value found; boxes smaller than [`BOX_MIN`] voxels
+    /// end with a Gauss-Newton descent. Two bounds, the larger is used:
+    ///
+    /// - distance and dose gap (module docs), from the box's corner doses;
+    /// - the linear model around the box centre c, D_e(c + δ) = D_e(c) +
+    ///   ∇D_e·δ + R with |R| ≤ ρ = Σ_{a<b} |∂²D_e/∂a∂b(c)| h_a h_b +
+    ///   |∂³D_e/∂x∂y∂z| h_x h_y h_z (h: half-widths; the expansion of a
+    ///   trilinear function is exact at third order), so over the box
+    ///   γ² ≥ β max(0, |D_e(c) − D_r + ∇D_e·(t_p − c)| − ρ)² / (1 + β Σ_a g_a²/w_a).
+    fn branch_and_bound(
+        &self,
+        cell: &Cell,
+        [lo, hi, tp]: [[f64; 3]; 3],
+        d_ref: f64,
+        beta: f64,
+        mut best: f64,
+    ) -> f64 {
+        let w = self.w;
+        let objective = &self.objective(cell, tp, d_ref, beta);
+        let mixed = cell.mixed();
+        let mut stack = [([0.0f64; 3], [0.0f64; 3]); 64];
+        stack[0] = (lo, hi);
+        let mut depth = 1;
+        let mut visits = 0;
+        while depth > 0 && visits < BOX_VISITS {
+            depth -= 1;
+            visits += 1;
+            let (l, u) = stack[depth];
+            let c = [0, 1, 2].map(|a| 0.5 * (l[a] + u[a]));
+            let h = [0, 1, 2].map(|a| 0.5 * (u[a] - l[a]));
+            let target = best * (1.0 - 1e-9);
+            // distance and dose gap
+            let mut d2 = 0.0;
+            for a in 0..3 {
+                let out = (l[a] - tp[a]).max(tp[a] - u[a]).max(0.0);
+                d2 += w[a] * out * out;
+            }
+            if d2 >= target {
+                continue;
+            }
+            let [dmin, dmax] = cell.range(l, u);
+            let gap = (dmin - d_ref).max(d_ref - dmax).max(0.0);
+            if d2 + beta * gap * gap >= target {
+                continue;
+            }
+            // the linear model with its remainder
+            let (vc, g) = cell.value_grad(c);
+            let txy = mixed[0] + mixed[3] * c[2];
+            let txz = mixed[1] + mixed[3] * c[1];
+            let tyz = mixed[2] + mixed[3] * c[0];
+            let rho = txy.abs() * h[0] * h[1]
+                + txz.abs() * h[0] * h[2]
+                + tyz.abs() * h[1] * h[2]
+                + mixed[3].abs() * h[0] * h[1] * h[2];
+            let lin = vc - d_ref + (0..3).map(|a| g[a] * (tp[a] - c[a])).sum::<f64>();
+            let soft = (lin.abs() - rho).max(0.0);
+            let gw = (0..3).map(|a| g[a] * g[a] / w[a]).sum::<f64>();
+            if beta * soft * soft / (1.0 + beta * gw) >= target {
+                continue;
+            }
+            // values in the box: its point nearest t_p and its centre
+            let near = [0, 1, 2].map(|a| tp[a].clamp(l[a], u[a]));
+            let (fn_, fc) = (objective(near).0, objective(c).0);
+            let start = if fn_ <= fc { near } else { c };
+            best = best.min(fn_).min(fc);
+            if cell.convex_on([l, u], [dmin, dmax], d_ref, beta, w)
+                || (0..3).all(|a| h[a] <= self.box_min[a])
+                || depth + 2 > stack.len()
+            {
+                best = best.min(self.descend(objective, start, [l, u, tp], beta).0);
+                continue;
+            }
+            // split the longest axis (in units of Δd); the half nearer t_p
+            // goes on top of the stack
+            let axis = (0..3)
+                .max_by(|&a, &b| (w[a] * h[a] * h[a]).total_cmp(&(w[b] * h[b] * h[b])))
+                .unwrap_or(0);
+            let (mut lower, mut upper) = ((l, u), (l, u));
+            lower.1[axis] = c[axis];
+            upper.0[axis] = c[axis];
+            let (first, second) = if tp[axis] < c[axis] {
+                (upper, lower)
+            } else {
+                (lower, upper)
+            };
+            stack[depth] = first;
+            stack[depth + 1] = second;
+            depth += 2;
+        }
+        best
+    }
+
+    /// Projected Gauss-Newton descent from `t`; returns the γ² reached,
+    /// where, and the gradient of γ²/2 there.
+    fn descend(
+        &self,
+        objective: &impl Fn([f64; 3]) -> (f64, f64, [f64; 3]),
+        mut t: [f64; 3],
+        [lo, hi, tp]: [[f64; 3]; 3],
+        beta: f64,
+    ) -> (f64, [f64; 3], [f64; 3]) {
+        let w = self.w;
+        let (mut best, mut f, mut g) = objective(t);
+        for _ in 0..CELL_ITERATIONS {
+            // gradient of γ²/2, and the coordinates free to move
+            let grad = [0, 1, 2].map(|a| w[a] * (t[a] - tp[a]) + beta * f * g[a]);
+            let free = [0, 1, 2]
+                .map(|a| !((t[a] <= lo[a] && grad[a] > 0.0) || (t[a] >= hi[a] && grad[a] < 0.0)));
+            // (D + β g gᵀ) δ = −grad on the free coordinates
+            let mut ug = 0.0;
+            let mut uu = 0.0;
+            for a in 0..3 {
+                if free[a] {
+                    ug += beta * g[a] * grad[a] / w[a];
+                    uu += beta * g[a] * g[a] / w[a];
+                }
+            }
+            let k = ug / (1.0 + uu);
+            let delta = [0, 1, 2].map(|a| {
+                if free[a] {
+                    -(grad[a] - g[a] * k) / w[a]
+                } else {
+                    0.0
+                }
+            });
+            // the Gauss-Newton step, then (where clipping to the box spoils
+            // it) the gradient scaled by the diagonal of the same matrix
+            let scaled = [0, 1, 2].map(|a| -grad[a] / (w[a] + beta * g[a] * g[a]));
+            let mut moved = false;
+            let mut decreased = false;
+            for direction in [delta, scaled] {
+                let mut step = 1.0;
+                for _ in 0..CELL_HALVINGS {
+                    let tn = [0, 1, 2].map(|a| (t[a] + step * direction[a]).clamp(lo[a], hi[a]));
+                    step *= 0.5;
+                    let (value, fn_, gn) = objective(tn);
+                    if value < best {
+                        moved = best - value > 1e-12 * best;
+                        decreased = true;
+                        (t, best, f, g) = (tn, value, fn_, gn);
+                        break;
+                    }
+                }
+                if decreased {
+                    break;
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+        let grad = [0, 1, 2].map(|a| w[a] * (t[a] - tp[a]) + beta * f * g[a]);
+        (best, t, grad)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// On 2000 random, strongly non-linear cells (corner doses spread over
+    /// 7–300 ΔD) and points inside and around them, the descent plus branch
+    /// and bound matches the minimum over a dense 41³ sampling of the cell
+    /// to 1e-6 in at least 99 % of cases and is never more than 3 % above it
+    /// (the branch and bound stops at boxes of 0.1 cell, coarser than the
+    /// sampling).
+    #[test]
+    fn cell_minimum_matches_dense_sampling() {
+        let mut state = 12345u64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let search = CellSearch {
+            data: &[],
+            n: [1, 1, 1],
+            origin: [0.0; 3],
+            inv_spacing: [1.0; 3],
+            w: [1.0; 3],
+            offsets: &[],
+            inv_dta2: 1.0,
+            reach2_mm2: 1.0,
+            box_min: [0.05; 3],
+        };
+        let (mut off, mut total) = (0, 0);
+        for _ in 0..2000 {
+            let cell = Cell(std::array::from_fn(|_| 1.0 + 0.3 * (next() - 0.5)));
+            let tp = [0, 1, 2].map(|_| next() * 3.0 - 1.0);
+            let d_ref = 1.0 + 0.3 * (next() - 0.5);
+            let beta = 10f64.powf(1.0 + 3.0 * next());
+            let unit = [[0.0; 3], [1.0; 3], tp];
+            let objective = search.objective(&cell, tp, d_ref, beta);
+            let t0 = tp.map(|v| v.clamp(0.0, 1.0));
+            let local = search.descend(&objective, t0, unit, beta).0;
+            let got = search.branch_and_bound(&cell, unit, d_ref, beta, local);
+            let n = 40;
+            let mut dense = f64::INFINITY;
+            for k in 0..=n {
+                for j in 0..=n {
+                    for i in 0..=n {
+                        let t = [i, j, k].map(|v| f64::from(v) / f64::from(n));
+                        dense = dense.min(objective(t).0);
+                    }
+                }
+            }
+            total += 1;
+            assert!(got <= dense * 1.03, "{got} vs dense sampling {dense}");
+            if got > dense * (1.0 + 1e-6) {
+                off += 1;
+            }
+        }
+        assert!(
+            off * 100 <= total,
+            "{off} of {total} above the dense minimum"
+        );
+    }
+}

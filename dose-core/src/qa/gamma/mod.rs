@@ -1,0 +1,431 @@
+//! 3D gamma index (Low, Harms, Mutic, Purdy, Med Phys 25, 656 (1998)).
+//!
+//! For a reference point **x** with dose D_r(**x**), the gamma index is
+//!
+//! γ(**x**) = min over **r** of √( |**r**|² / Δd² + (D_e(**x** + **r**) − D_r(**x**))² / ΔD² )
+//!
+//! with Δd the distance-to-agreement criterion (mm) and ΔD the dose-difference
+//! criterion: `dose_percent` % of the normalisation dose (global: the maximum
+//! reference dose unless given) or of D_r(**x**) (local). A point passes when
+//! γ ≤ 1.
+//!
+//! **Evaluated dose between voxels.** D_e is interpolated trilinearly at any
+//! position, so the search is not limited to the evaluated grid's voxel
+//! centres: a coarse grid (voxels larger than Δd) does not fail points that
+//! agree. The two grids may differ in spacing, origin and size (both are
+//! axis-aligned in the patient system).
+//!
+//! **Search** ([`GammaSearch`]). The default, [`GammaSearch::Lattice`]
+//! (module `lattice`), is the search of most gamma tools (pymedphys'
+//! `interp_fraction` = 1/`search_step`): offsets on a cubic lattice of step
+//! `search_step` × Δd, visited in increasing |**r**| until |**r**|/Δd
+//! reaches the smallest γ found (the exact lattice minimum), then refined
+//! off the lattice. [`GammaSearch::Continuous`] (module `cells`, CPU only)
+//! minimises over all positions within `max_gamma` × Δd of the trilinear
+//! interpolant: cells of the evaluated grid are visited by increasing
+//! distance, skipped when a bound from their corner doses proves they
+//! cannot do better, and minimised by projected Gauss-Newton on the exact
+//! trilinear formula, with a branch and bound down to `search_step` × Δd
+//! where a cell is not convex; it is never worse than the lattice by more
+//! than 1e-3 (tested, also on noisy doses) and several times faster. γ is capped at `max_gamma`: a stored value of
+//! `max_gamma` means "at least `max_gamma`".
+//!
+//! **Points that are not evaluated.** Reference points below the low-dose
+//! cut-off (`cutoff_percent` % of the normalisation dose) are excluded (NaN
+//! in the gamma volume). A reference point where no search position lies
+//! inside the evaluated grid fails (γ = +∞): missing evaluated dose is never a
+//! pass. In local mode, reference points with zero dose are excluded.
+
+mod cells;
+mod lattice;
+
+use nalgebra::Point3;
+use ndarray::Array3;
+
+use cells::{CellOffset, CellSearch, cell_offsets};
+pub(crate) use lattice::{FD_STEP, GN_HALVINGS, GN_ITERATIONS, REFINE_LEVELS, REFINE_MOVES};
+use lattice::{LatticeSearch, Offset, search_offsets};
+
+use crate::engine::BackendKind;
+use crate::engine::progress::Hook;
+use crate::error::{DoseError, Result};
+use crate::grid::{DoseGrid, Volume};
+
+/// How the minimum over positions is searched.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GammaSearch {
+    /// The minimum of the trilinear interpolant over every position within
+    /// `max_gamma` × Δd, cell by cell (no lattice, so no lattice error).
+    Continuous,
+    /// A cubic lattice of step `search_step` × Δd, then an off-lattice
+    /// refinement (the search of pymedphys and most gamma tools; the
+    /// default, and the one with a GPU kernel).
+    #[default]
+    Lattice,
+}
+
+impl GammaSearch {
+    /// "lattice" or "continuous" (any case).
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "lattice" => Ok(Self::Lattice),
+            "continuous" => Ok(Self::Continuous),
+            other => Err(DoseError::InvalidOption {
+                what: "gamma search",
+                value: other.to_owned(),
+                expected: "lattice or continuous",
+            }),
+        }
+    }
+}
+
+/// Gamma criteria and search options.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GammaCriteria {
+    /// Dose-difference criterion, percent (of the normalisation dose, or of
+    /// the local reference dose when `local`).
+    pub dose_percent: f64,
+    /// Distance-to-agreement criterion, mm.
+    pub dta_mm: f64,
+    /// Reference points below this percentage of the normalisation dose are
+    /// not evaluated.
+    pub cutoff_percent: f64,
+    /// Local (true) or global (false) dose difference.
+    pub local: bool,
+    /// Largest γ searched for; higher values are reported as `max_gamma`.
+    pub max_gamma: f64,
+    /// The search: on a lattice (default) or continuous.
+    pub search: GammaSearch,
+    /// Search resolution as a fraction of the DTA (0.1 = Δd/10): the
+    /// lattice step of [`GammaSearch::Lattice`]; the smallest box the
+    /// continuous search splits a non-convex cell into.
+    pub search_step: f64,
+    /// Global normalisation dose, Gy; `None` = the maximum reference dose.
+    pub normalisation_gy: Option<f64>,
+}
+
+impl GammaCriteria {
+    /// Criteria `dose_percent` %/`dta_mm` mm, global, with a 10 % low-dose
+    /// cut-off, γ searched up to 2, lattice search of step Δd/10.
+    pub fn new(dose_percent: f64, dta_mm: f64) -> Self {
+        Self {
+            dose_percent,
+            dta_mm,
+            cutoff_percent: 10.0,
+            local: false,
+            max_gamma: 2.0,
+            search: GammaSearch::Lattice,
+            search_step: 0.1,
+            normalisation_gy: None,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let positive = |field: &str, v: f64| -> Result<()> {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(DoseError::OutOfRange {
+                    field: field.into(),
+                    value: v,
+                    reason: "must be finite and > 0".into(),
+                })
+            }
+        };
+        positive("gamma dose criterion (%)", self.dose_percent)?;
+        positive("gamma distance criterion (mm)", self.dta_mm)?;
+        positive("maximum gamma", self.max_gamma)?;
+        if !(self.cutoff_percent.is_finite() && (0.0..100.0).contains(&self.cutoff_percent)) {
+            return Err(DoseError::OutOfRange {
+                field: "gamma low-dose cut-off (%)".into(),
+                value: self.cutoff_percent,
+                reason: "must be in [0, 100)".into(),
+            });
+        }
+        if !(self.search_step.is_finite() && self.search_step > 0.0 && self.search_step <= 0.5) {
+            return Err(DoseError::OutOfRange {
+                field: "gamma search step (fraction of the DTA)".into(),
+                value: self.search_step,
+                reason: "must be in (0, 0.5]".into(),
+            });
+        }
+        // at most ~4 million lattice offsets (max_gamma / step = 100)
+        if self.max_gamma / self.search_step > 100.0 {
+            return Err(DoseError::OutOfRange {
+                field: "maximum gamma / search step".into(),
+                value: self.max_gamma / self.search_step,
+                reason: "must be <= 100 (the search lattice would be too large)".into(),
+            });
+        }
+        if let Some(n) = self.normalisation_gy {
+            positive("gamma normalisation dose (Gy)", n)?;
+        }
+        Ok(())
+    }
+}
+
+/// The gamma volume on the reference grid and its statistics.
+#[derive(Clone, Debug)]
+pub struct GammaResult {
+    gamma: Volume<f32>,
+    evaluated: usize,
+    passed: usize,
+    normalisation_gy: f64,
+    criteria: GammaCriteria,
+    backend: BackendKind,
+}
+
+impl GammaResult {
+    /// γ on the reference grid: NaN where not evaluated (below the cut-off),
+    /// +∞ where no evaluated dose was found, else capped at `max_gamma`.
+    pub fn gamma(&self) -> &Volume<f32> {
+        &self.gamma
+    }
+    /// Number of reference points evaluated (at or above the cut-off).
+    pub fn evaluated_count(&self) -> usize {
+        self.evaluated
+    }
+    /// Number of evaluated points with γ ≤ 1.
+    pub fn passed_count(&self) -> usize {
+        self.passed
+    }
+    /// Passed / evaluated, 0–1 (NaN when nothing was evaluated).
+    pub fn pass_rate(&self) -> f64 {
+        if self.evaluated == 0 {
+            f64::NAN
+        } else {
+            self.passed as f64 / self.evaluated as f64
+        }
+    }
+    /// The normalisation dose used (Gy).
+    pub fn normalisation_gy(&self) -> f64 {
+        self.normalisation_gy
+    }
+    /// The criteria used.
+    pub fn criteria(&self) -> &GammaCriteria {
+        &self.criteria
+    }
+    /// The backend that computed it.
+    pub fn backend(&self) -> &BackendKind {
+        &self.backend
+    }
+    /// Evaluated γ values (finite or +∞).
+    fn values(&self) -> impl Iterator<Item = f64> + '_ {
+        self.gamma
+            .data()
+            .iter()
+            .filter(|g| !g.is_nan())
+            .map(|&g| f64::from(g))
+    }
+    /// Mean γ over the evaluated points (+∞ if any point had no evaluated dose).
+    pub fn mean_gamma(&self) -> f64 {
+        self.values().sum::<f64>() / self.evaluated.max(1) as f64
+    }
+    /// Largest γ over the evaluated points.
+    pub fn max_gamma(&self) -> f64 {
+        self.values().fold(0.0, f64::max)
+    }
+    /// Histogram of γ: `bins` equal bins over [0, max_gamma]; values at or
+    /// above `max_gamma` (and +∞) count in the last bin.
+    pub fn histogram(&self, bins: usize) -> Vec<usize> {
+        let bins = bins.max(1);
+        let mut h = vec![0usize; bins];
+        let top = self.criteria.max_gamma;
+        for g in self.values() {
+            let b = ((g / top) * bins as f64).floor();
+            let b = if b.is_finite() { b as usize } else { bins - 1 };
+            h[b.min(bins - 1)] += 1;
+        }
+        h
+    }
+}
+
+/// What the CPU and GPU paths share: the validated criteria and the numbers
+/// derived from them.
+#[derive(Debug)]
+pub(crate) struct GammaSetup {
+    pub(crate) criteria: GammaCriteria,
+    /// Lattice offsets (empty for the continuous search).
+    pub(crate) offsets: Vec<Offset>,
+    /// Cell offsets of the evaluated grid (empty for the lattice search).
+    pub(crate) cells: Vec<CellOffset>,
+    pub(crate) normalisation_gy: f64,
+    pub(crate) cutoff_gy: f64,
+    pub(crate) inv_dta2: f64,
+    pub(crate) max_g2: f64,
+    pub(crate) lattice_step_mm: f64,
+}
+
+impl GammaSetup {
+    /// Largest displacement the search can sample, mm: a kept position has
+    /// γ below `max_gamma`, so |r| < max_gamma·Δd; trial positions (one
+    /// Gauss-Newton step or pattern move beyond, and the finite-difference
+    /// stencil) stay within another max_gamma·Δd.
+    pub(crate) fn reach_mm(&self) -> f64 {
+        2.0 * self.criteria.max_gamma * self.criteria.dta_mm + 1.0
+    }
+}
+
+/// Validates the criteria and the doses and derives the search.
+pub(crate) fn setup(
+    reference: &DoseGrid,
+    evaluated: &DoseGrid,
+    criteria: &GammaCriteria,
+) -> Result<GammaSetup> {
+    criteria.validate()?;
+    for (what, v) in [("reference", reference), ("evaluated", evaluated)] {
+        if let Some(bad) = v.data().iter().find(|d| !d.is_finite()) {
+            return Err(DoseError::NonFinite {
+                field: format!("{what} dose (Gy)"),
+                value: f64::from(*bad),
+            });
+        }
+    }
+    let max_ref = reference
+        .data()
+        .iter()
+        .fold(0.0f64, |m, &d| m.max(f64::from(d)));
+    let norm = criteria.normalisation_gy.unwrap_or(max_ref);
+    if norm <= 0.0 {
+        return Err(DoseError::Empty {
+            what: "reference dose (no voxel above 0 Gy to normalise the gamma criteria)",
+        });
+    }
+    let (lo_r, hi_r) = reference.grid().centre_bounds_mm();
+    let (lo_e, hi_e) = evaluated.grid().centre_bounds_mm();
+    let reach = criteria.max_gamma * criteria.dta_mm;
+    let sp_e = evaluated.grid().spacing_mm();
+    for a in 0..3 {
+        if hi_r[a] + reach < lo_e[a] - sp_e[a] / 2.0 || lo_r[a] - reach > hi_e[a] + sp_e[a] / 2.0 {
+            return Err(DoseError::InvalidGrid {
+                reason: format!(
+                    "the evaluated dose grid ({:?}..{:?} mm) does not overlap the reference grid ({:?}..{:?} mm) along {}",
+                    lo_e[a],
+                    hi_e[a],
+                    lo_r[a],
+                    hi_r[a],
+                    ["x", "y", "z"][a]
+                ),
+            });
+        }
+    }
+    let (offsets, cells) = match criteria.search {
+        GammaSearch::Lattice => (search_offsets(criteria), Vec::new()),
+        GammaSearch::Continuous => (Vec::new(), cell_offsets([sp_e.x, sp_e.y, sp_e.z], reach)),
+    };
+    Ok(GammaSetup {
+        criteria: criteria.clone(),
+        offsets,
+        cells,
+        normalisation_gy: norm,
+        cutoff_gy: criteria.cutoff_percent / 100.0 * norm,
+        inv_dta2: 1.0 / (criteria.dta_mm * criteria.dta_mm),
+        max_g2: criteria.max_gamma * criteria.max_gamma,
+        lattice_step_mm: criteria.search_step * criteria.dta_mm,
+    })
+}
+
+/// Counts and wraps a gamma array computed on the reference grid.
+pub(crate) fn finish(
+    reference: &DoseGrid,
+    gamma: Array3<f32>,
+    setup: GammaSetup,
+    backend: BackendKind,
+) -> Result<GammaResult> {
+    let evaluated = gamma.iter().filter(|g| !g.is_nan()).count();
+    let passed = gamma.iter().filter(|&&g| g <= 1.0).count();
+    Ok(GammaResult {
+        gamma: Volume::new(reference.grid().clone(), gamma)?,
+        evaluated,
+        passed,
+        normalisation_gy: setup.normalisation_gy,
+        criteria: setup.criteria,
+        backend,
+    })
+}
+
+/// Computes the gamma index of `evaluated` against `reference` on the
+/// reference grid, on the CPU (the reference implementation; see
+/// [`crate::Engine::gamma`] for the backend choice).
+///
+/// Errors: invalid criteria, non-finite doses, a reference without any dose
+/// above zero (global normalisation), or grids that do not overlap.
+pub fn gamma_index(
+    reference: &DoseGrid,
+    evaluated: &DoseGrid,
+    criteria: &GammaCriteria,
+) -> Result<GammaResult> {
+    let s = setup(reference, evaluated, criteria)?;
+    let gamma = gamma_cpu(reference, evaluated, &s, &Hook::default())?;
+    finish(
+        reference,
+        gamma,
+        s,
+        BackendKind::Cpu {
+            threads: rayon::current_num_threads(),
+        },
+    )
+}
+
+/// The CPU kernel: γ of every reference voxel.
+pub(crate) fn gamma_cpu(
+    reference: &DoseGrid,
+    evaluated: &DoseGrid,
+    s: &GammaSetup,
+    hook: &Hook,
+) -> Result<Array3<f32>> {
+    let criteria = &s.criteria;
+    let eg = evaluated.grid();
+    let flat = evaluated.data().as_standard_layout();
+    // a standard-layout array always has a slice
+    let data = flat.as_slice().unwrap_or(&[]);
+    let sp = eg.spacing_mm();
+    let (shape, origin, spacing) = (eg.shape(), eg.origin_mm().coords.into(), [sp.x, sp.y, sp.z]);
+    let search: Box<dyn Fn([f64; 3], f64, f64) -> f64 + Sync> = match criteria.search {
+        GammaSearch::Continuous => {
+            let cells = CellSearch::new(data, shape, origin, spacing, s);
+            Box::new(move |p, d, inv_dd2| cells.min_gamma2(p, d, inv_dd2))
+        }
+        GammaSearch::Lattice => {
+            let lattice = LatticeSearch::new(data, shape, origin, spacing, s);
+            Box::new(move |p, d, inv_dd2| lattice.min_gamma2(p, d, inv_dd2))
+        }
+    };
+    let rgrid = reference.grid();
+    let point_gamma = |zyx: [usize; 3], d_ref: f64| -> f32 {
+        if d_ref < s.cutoff_gy || (criteria.local && d_ref <= 0.0) {
+            return f32::NAN;
+        }
+        let norm = if criteria.local {
+            d_ref
+        } else {
+            s.normalisation_gy
+        };
+        let dd = criteria.dose_percent / 100.0 * norm;
+        let p: Point3<f64> = rgrid.index_to_world(zyx);
+        let best = search([p.x, p.y, p.z], d_ref, 1.0 / (dd * dd));
+        if best.is_finite() {
+            best.sqrt().min(criteria.max_gamma) as f32
+        } else {
+            f32::INFINITY
+        }
+    };
+    let [nz, ny, nx] = rgrid.shape();
+    let mut out = vec![0f32; nz * ny * nx];
+    let d_ref = reference.data();
+    hook.par_chunks(
+        "gamma",
+        &mut out,
+        ny * nx,
+        || (),
+        |_, k, g_slice| {
+            for (n, g) in g_slice.iter_mut().enumerate() {
+                let (j, i) = (n / nx, n % nx);
+                *g = point_gamma([k, j, i], f64::from(d_ref[[k, j, i]]));
+            }
+        },
+    )?;
+    Array3::from_shape_vec((nz, ny, nx), out).map_err(|e| DoseError::InvalidGrid {
+        reason: format!("internal shape error: {e}"),
+    })
+}
