@@ -122,11 +122,22 @@ impl Cell {
 
     /// Whether γ²(t) = Σ w_a (t_a − t_p,a)² + β (D_e(t) − d_ref)² is convex
     /// on the box [l, u] of the cell whose corner doses span [dmin, dmax],
-    /// so that a descent reaches its minimum there: its Hessian / 2 is
-    /// W + β (∇D_e ∇D_eᵀ + f ∇²D_e), and W + β f ∇²D_e ⪰ 0 when
-    /// β max|f| ‖∇²D_e‖_F ≤ min_a w_a (∇²D_e has only mixed entries, and
-    /// ∂²D_e/∂x∂y = c_xy + c_xyz z is largest at a face of the box; the
-    /// same for the others).
+    /// so that a descent reaches its minimum there.
+    ///
+    /// In coordinates scaled by √w_a the Hessian / 2 is
+    /// M = I + β (ĝ ĝᵀ + f Ĥ), with ĝ the scaled gradient of D_e, Ĥ its
+    /// (mixed-only) scaled Hessian and f = D_e − d_ref, |f| ≤ φ on the box.
+    /// The ĝ ĝᵀ term makes M positive along the gradient, so only the part
+    /// of Ĥ across the gradient has to be small: with u = ĝ(c)/|ĝ(c)| at the
+    /// box centre c, e ≥ |ĝ(t) − ĝ(c)| and κ∥ ≥ |uᵀĤu|, κ× ≥ |Ĥu − (uᵀĤu) u|,
+    /// κ⊥ ≥ ‖Ĥ restricted to u⊥‖ on the box (values at c plus a margin
+    /// m ≥ ‖Ĥ(t) − Ĥ(c)‖_F), a unit v = α u + v⊥ gives
+    ///
+    /// vᵀMv ≥ P + Q α² − 2 R |α|, P = 1 − βφκ⊥, Q = β (|ĝ(c)|² − φκ∥),
+    /// R = β (e |ĝ(c)| + φκ×),
+    ///
+    /// (using (x − e)₊² ≥ x² − 2ex), and M ⪰ 0 when that quadratic is ≥ 0
+    /// on [0, 1].
     fn convex_on(
         &self,
         [l, u]: [[f64; 3]; 2],
@@ -136,12 +147,59 @@ impl Cell {
         w: [f64; 3],
     ) -> bool {
         let m = self.mixed();
-        let bound = |c: f64, a: usize| (c + m[3] * l[a]).abs().max((c + m[3] * u[a]).abs());
-        let frob2 =
-            2.0 * (bound(m[0], 2).powi(2) + bound(m[1], 1).powi(2) + bound(m[2], 0).powi(2));
-        let fmax = (dmax - d_ref).abs().max((dmin - d_ref).abs());
-        let wmin = w[0].min(w[1]).min(w[2]);
-        beta * fmax * frob2.sqrt() <= wmin
+        let phi = (dmax - d_ref).abs().max((dmin - d_ref).abs());
+        let c = [0, 1, 2].map(|a| 0.5 * (l[a] + u[a]));
+        let h = [0, 1, 2].map(|a| 0.5 * (u[a] - l[a]));
+        let sw = w.map(f64::sqrt);
+        // mixed partials at c: (x, y), (x, z), (y, z)
+        let txy = m[0] + m[3] * c[2];
+        let txz = m[1] + m[3] * c[1];
+        let tyz = m[2] + m[3] * c[0];
+        // scaled Hessian at c, and the Frobenius bound of its change
+        let hs = [
+            [0.0, txy / (sw[0] * sw[1]), txz / (sw[0] * sw[2])],
+            [txy / (sw[0] * sw[1]), 0.0, tyz / (sw[1] * sw[2])],
+            [txz / (sw[0] * sw[2]), tyz / (sw[1] * sw[2]), 0.0],
+        ];
+        let margin = (2.0
+            * ((m[3] * h[2] / (sw[0] * sw[1])).powi(2)
+                + (m[3] * h[1] / (sw[0] * sw[2])).powi(2)
+                + (m[3] * h[0] / (sw[1] * sw[2])).powi(2)))
+        .sqrt();
+        let frob2 = 2.0 * (hs[0][1].powi(2) + hs[0][2].powi(2) + hs[1][2].powi(2));
+        let (_, g) = self.value_grad(c);
+        let gs = [0, 1, 2].map(|a| g[a] / sw[a]);
+        let gn = (gs[0] * gs[0] + gs[1] * gs[1] + gs[2] * gs[2]).sqrt();
+        // without a gradient to lean on: β φ ‖Ĥ‖ ≤ 1 over the box
+        let plain = beta * phi * (frob2.sqrt() + margin) <= 1.0;
+        if plain || gn == 0.0 {
+            return plain;
+        }
+        let un = gs.map(|v| v / gn);
+        let hu = [0, 1, 2].map(|a| (0..3).map(|b| hs[a][b] * un[b]).sum::<f64>());
+        let k_par = (0..3).map(|a| un[a] * hu[a]).sum::<f64>();
+        let cross2 = (0..3).map(|a| (hu[a] - k_par * un[a]).powi(2)).sum::<f64>();
+        let perp2 = (frob2 - k_par * k_par - 2.0 * cross2).max(0.0);
+        let (k_par, k_cross, k_perp) = (
+            k_par.abs() + margin,
+            cross2.sqrt() + margin,
+            perp2.sqrt() + margin,
+        );
+        // how far the scaled gradient moves over the box
+        let dg = [
+            (txy.abs() * h[1] + txz.abs() * h[2] + m[3].abs() * h[1] * h[2]) / sw[0],
+            (txy.abs() * h[0] + tyz.abs() * h[2] + m[3].abs() * h[0] * h[2]) / sw[1],
+            (txz.abs() * h[0] + tyz.abs() * h[1] + m[3].abs() * h[0] * h[1]) / sw[2],
+        ];
+        let e = (dg[0] * dg[0] + dg[1] * dg[1] + dg[2] * dg[2]).sqrt();
+        let p = 1.0 - beta * phi * k_perp;
+        let q = beta * (gn * gn - phi * k_par);
+        let r = beta * (e * gn + phi * k_cross);
+        if p < 0.0 || p + q - 2.0 * r < 0.0 {
+            return false;
+        }
+        // the interior minimum of P + Q α² − 2 R α, if it lies in (0, 1)
+        !(q > 0.0 && r > 0.0 && r < q && p - r * r / q < 0.0)
     }
 
     /// The lowest and highest corner dose of the cell (also of an outer
