@@ -81,6 +81,8 @@ pub(crate) struct CellSearch<'a> {
     inv_spacing: [f64; 3],
     /// s_a² / Δd²: the weight of a voxel step along each axis in γ².
     w: [f64; 3],
+    /// 1/√w_a.
+    isw: [f64; 3],
     offsets: &'a [CellOffset],
     inv_dta2: f64,
     reach2_mm2: f64,
@@ -102,6 +104,28 @@ const WALK: usize = 4;
 
 /// Non-convex cells held back for the branch and bound of one point.
 const PENDING: usize = 16;
+
+/// Lower bounds within this fraction of the best γ² count as reaching it
+/// (γ to 5 × 10⁻⁷).
+const CERTIFY_TOL: f64 = 1e-6;
+
+/// The smallest γ² found for one point, and where.
+struct Best {
+    g2: f64,
+    /// Continuous voxel coordinates (x, y, z) of that position.
+    q: [f64; 3],
+}
+
+impl Best {
+    /// Keeps γ² `g2` at `t` in cell `c` if it is the smallest so far.
+    #[inline]
+    fn offer(&mut self, g2: f64, c: [i64; 3], t: [f64; 3]) {
+        if g2 < self.g2 {
+            self.g2 = g2;
+            self.q = [0, 1, 2].map(|a| c[a] as f64 + t[a]);
+        }
+    }
+}
 
 /// One cell's trilinear dose: corner values indexed dx + 2 dy + 4 dz.
 #[derive(Clone, Copy)]
@@ -144,31 +168,30 @@ impl Cell {
         [dmin, dmax]: [f64; 2],
         d_ref: f64,
         beta: f64,
-        w: [f64; 3],
+        isw: [f64; 3],
     ) -> bool {
         let m = self.mixed();
         let phi = (dmax - d_ref).abs().max((dmin - d_ref).abs());
         let c = [0, 1, 2].map(|a| 0.5 * (l[a] + u[a]));
         let h = [0, 1, 2].map(|a| 0.5 * (u[a] - l[a]));
-        let sw = w.map(f64::sqrt);
         // mixed partials at c: (x, y), (x, z), (y, z)
         let txy = m[0] + m[3] * c[2];
         let txz = m[1] + m[3] * c[1];
         let tyz = m[2] + m[3] * c[0];
         // scaled Hessian at c, and the Frobenius bound of its change
         let hs = [
-            [0.0, txy / (sw[0] * sw[1]), txz / (sw[0] * sw[2])],
-            [txy / (sw[0] * sw[1]), 0.0, tyz / (sw[1] * sw[2])],
-            [txz / (sw[0] * sw[2]), tyz / (sw[1] * sw[2]), 0.0],
+            [0.0, txy * (isw[0] * isw[1]), txz * (isw[0] * isw[2])],
+            [txy * (isw[0] * isw[1]), 0.0, tyz * (isw[1] * isw[2])],
+            [txz * (isw[0] * isw[2]), tyz * (isw[1] * isw[2]), 0.0],
         ];
         let margin = (2.0
-            * ((m[3] * h[2] / (sw[0] * sw[1])).powi(2)
-                + (m[3] * h[1] / (sw[0] * sw[2])).powi(2)
-                + (m[3] * h[0] / (sw[1] * sw[2])).powi(2)))
+            * ((m[3] * h[2] * isw[0] * isw[1]).powi(2)
+                + (m[3] * h[1] * isw[0] * isw[2]).powi(2)
+                + (m[3] * h[0] * isw[1] * isw[2]).powi(2)))
         .sqrt();
         let frob2 = 2.0 * (hs[0][1].powi(2) + hs[0][2].powi(2) + hs[1][2].powi(2));
         let (_, g) = self.value_grad(c);
-        let gs = [0, 1, 2].map(|a| g[a] / sw[a]);
+        let gs = [0, 1, 2].map(|a| g[a] * isw[a]);
         let gn = (gs[0] * gs[0] + gs[1] * gs[1] + gs[2] * gs[2]).sqrt();
         // without a gradient to lean on: β φ ‖Ĥ‖ ≤ 1 over the box
         let plain = beta * phi * (frob2.sqrt() + margin) <= 1.0;
@@ -187,9 +210,9 @@ impl Cell {
         );
         // how far the scaled gradient moves over the box
         let dg = [
-            (txy.abs() * h[1] + txz.abs() * h[2] + m[3].abs() * h[1] * h[2]) / sw[0],
-            (txy.abs() * h[0] + tyz.abs() * h[2] + m[3].abs() * h[0] * h[2]) / sw[1],
-            (txz.abs() * h[0] + tyz.abs() * h[1] + m[3].abs() * h[0] * h[1]) / sw[2],
+            (txy.abs() * h[1] + txz.abs() * h[2] + m[3].abs() * h[1] * h[2]) * isw[0],
+            (txy.abs() * h[0] + tyz.abs() * h[2] + m[3].abs() * h[0] * h[2]) * isw[1],
+            (txz.abs() * h[0] + tyz.abs() * h[1] + m[3].abs() * h[0] * h[1]) * isw[2],
         ];
         let e = (dg[0] * dg[0] + dg[1] * dg[1] + dg[2] * dg[2]).sqrt();
         let p = 1.0 - beta * phi * k_perp;
@@ -258,6 +281,7 @@ impl<'a> CellSearch<'a> {
             origin: origin_mm,
             inv_spacing: spacing_mm.map(|v| 1.0 / v),
             w: spacing_mm.map(|v| v * v * s.inv_dta2),
+            isw: spacing_mm.map(|v| 1.0 / (v * s.inv_dta2.sqrt())),
             offsets: &s.cells,
             inv_dta2: s.inv_dta2,
             reach2_mm2: reach * reach,
@@ -274,18 +298,23 @@ impl<'a> CellSearch<'a> {
         // -1 and n-1 are the outer half cells)
         let q = [0, 1, 2].map(|a| (p[a] - self.origin[a]) * self.inv_spacing[a]);
         let home = [0, 1, 2].map(|a| (q[a].floor().clamp(-1.0, (n[a] - 1) as f64)) as i64);
-        let mut best = f64::INFINITY;
-        // non-convex cells, searched once every cell has had its descent
-        let mut pending = [(Cell([0.0; 8]), [[0.0; 3]; 3], 0.0); PENDING];
-        let mut n_pending = 0;
-        let mut defer = |cell: Cell, box_: [[f64; 3]; 3], bound: f64, best: &mut f64| {
-            if n_pending == PENDING {
-                *best = self.settle(&cell, box_, d_ref, inv_dd2, *best);
-            } else {
-                pending[n_pending] = (cell, box_, bound);
-                n_pending += 1;
-            }
+        // the smallest γ² found, and where (continuous voxel coordinates)
+        let mut best = Best {
+            g2: f64::INFINITY,
+            q,
         };
+        // non-convex cells, searched once every cell has had its descent
+        let mut pending = [(Cell([0.0; 8]), [0; 3], [[0.0; 3]; 3], 0.0); PENDING];
+        let mut n_pending = 0;
+        let mut defer =
+            |cell: Cell, c: [i64; 3], box_: [[f64; 3]; 3], bound: f64, best: &mut Best| {
+                if n_pending == PENDING {
+                    self.settle(&cell, c, box_, d_ref, inv_dd2, best);
+                } else {
+                    pending[n_pending] = (cell, c, box_, bound);
+                    n_pending += 1;
+                }
+            };
         // First a descent that walks from cell to cell: from p's cell into
         // the neighbour whose face it ends on while γ² still falls outwards.
         // It finds the minimum of a smooth dose in a few cells, so that the
@@ -305,10 +334,10 @@ impl<'a> CellSearch<'a> {
             let t0 = start.unwrap_or([0, 1, 2].map(|a| tp[a].clamp(lo[a], hi[a])));
             let objective = self.objective(&cell, tp, d_ref, inv_dd2);
             let (local, t, grad) = self.descend(&objective, t0, [lo, hi, tp], inv_dd2);
-            best = best.min(local);
+            best.offer(local, c, t);
             let range = cell.corner_range();
-            if !cell.convex_on([lo, hi], range, d_ref, inv_dd2, self.w) {
-                defer(cell, [lo, hi, tp], 0.0, &mut best);
+            if !cell.convex_on([lo, hi], range, d_ref, inv_dd2, self.isw) {
+                defer(cell, c, [lo, hi, tp], 0.0, &mut best);
             }
             // faces (inside the grid) that t rests on with γ² falling outwards
             let mut next = c;
@@ -329,7 +358,7 @@ impl<'a> CellSearch<'a> {
             start = Some(tn);
         }
         for o in self.offsets {
-            if o.dist2_mm2 * self.inv_dta2 >= best {
+            if o.dist2_mm2 * self.inv_dta2 >= best.g2 {
                 break;
             }
             let c = [0, 1, 2].map(|a| home[a] + i64::from(o.d[a]));
@@ -339,7 +368,7 @@ impl<'a> CellSearch<'a> {
             let Some((lo, hi, tp, d2)) = self.place(c, q) else {
                 continue;
             };
-            if d2 > self.reach2_mm2 || d2 * self.inv_dta2 >= best {
+            if d2 > self.reach2_mm2 || d2 * self.inv_dta2 >= best.g2 {
                 continue;
             }
             // a position that beats `best` lies within √(best/w_a) of t_p
@@ -348,7 +377,7 @@ impl<'a> CellSearch<'a> {
             let mut sub = (lo, hi);
             let mut clipped = false;
             for a in 0..3 {
-                let r = (best / self.w[a]).sqrt();
+                let r = (best.g2 / self.w[a]).sqrt();
                 if tp[a] - r > lo[a] {
                     sub.0[a] = tp[a] - r;
                     clipped = true;
@@ -358,29 +387,64 @@ impl<'a> CellSearch<'a> {
                     clipped = true;
                 }
             }
-            let [dmin, dmax] = if clipped && best.is_finite() {
+            let range = if clipped && best.g2.is_finite() {
                 cell.range(sub.0, sub.1)
             } else {
                 cell.corner_range()
             };
-            let gap = (dmin - d_ref).max(d_ref - dmax).max(0.0);
+            let gap = (range[0] - d_ref).max(d_ref - range[1]).max(0.0);
             let bound = d2 * self.inv_dta2 + gap * gap * inv_dd2;
-            if bound >= best {
+            if bound >= best.g2 {
                 continue;
             }
             let objective = self.objective(&cell, tp, d_ref, inv_dd2);
+            if cell.convex_on([sub.0, sub.1], range, d_ref, inv_dd2, self.isw) {
+                // convex where it matters: the tangent-plane bound, else the
+                // descent in that part gives its minimum
+                if !self.certified(&objective, c, [sub.0, sub.1, tp], inv_dd2, &best) {
+                    let t0 = [0, 1, 2].map(|a| tp[a].clamp(sub.0[a], sub.1[a]));
+                    let (local, t, _) = self.descend(&objective, t0, [sub.0, sub.1, tp], inv_dd2);
+                    best.offer(local, c, t);
+                }
+                continue;
+            }
             let t0 = [0, 1, 2].map(|a| tp[a].clamp(lo[a], hi[a]));
-            best = best.min(self.descend(&objective, t0, [lo, hi, tp], inv_dd2).0);
-            if !cell.convex_on([lo, hi], cell.corner_range(), d_ref, inv_dd2, self.w) {
-                defer(cell, [lo, hi, tp], bound, &mut best);
+            let (local, t, _) = self.descend(&objective, t0, [lo, hi, tp], inv_dd2);
+            best.offer(local, c, t);
+            defer(cell, c, [lo, hi, tp], bound, &mut best);
+        }
+        for (cell, c, box_, bound) in &pending[..n_pending] {
+            if *bound < best.g2 {
+                self.settle(cell, *c, *box_, d_ref, inv_dd2, &mut best);
             }
         }
-        for (cell, box_, bound) in &pending[..n_pending] {
-            if *bound < best {
-                best = self.settle(cell, *box_, d_ref, inv_dd2, best);
-            }
+        best.g2
+    }
+
+    /// Whether no position in the box [l, u] of cell `c` beats `best` by more
+    /// than [`CERTIFY_TOL`] (relative), without a descent, where γ² is convex
+    /// on the box (the caller's test): γ² lies above its tangent plane at any
+    /// point t̂ of the box,
+    /// and the lowest value of that plane over the box,
+    /// γ²(t̂) + Σ_a min(∂_aγ²(t̂) (l_a − t̂_a), ∂_aγ²(t̂) (u_a − t̂_a)),
+    /// is a lower bound. t̂ is the box point nearest the best position found,
+    /// where the plane is tightest when the two cells share the minimum.
+    fn certified(
+        &self,
+        objective: &impl Fn([f64; 3]) -> (f64, f64, [f64; 3]),
+        c: [i64; 3],
+        [l, u, tp]: [[f64; 3]; 3],
+        beta: f64,
+        best: &Best,
+    ) -> bool {
+        let t = [0, 1, 2].map(|a| (best.q[a] - c[a] as f64).clamp(l[a], u[a]));
+        let (value, f, g) = objective(t);
+        let mut low = value;
+        for a in 0..3 {
+            let slope = 2.0 * (self.w[a] * (t[a] - tp[a]) + beta * f * g[a]);
+            low += (slope * (l[a] - t[a])).min(slope * (u[a] - t[a]));
         }
-        best
+        low >= best.g2 * (1.0 - CERTIFY_TOL)
     }
 
     /// The smallest γ² below `best` in a cell where γ² is not convex on the
@@ -390,22 +454,23 @@ impl<'a> CellSearch<'a> {
     fn settle(
         &self,
         cell: &Cell,
+        c: [i64; 3],
         [lo, hi, tp]: [[f64; 3]; 3],
         d_ref: f64,
         beta: f64,
-        best: f64,
-    ) -> f64 {
+        best: &mut Best,
+    ) {
         let mut l = lo;
         let mut u = hi;
         for a in 0..3 {
-            let r = (best / self.w[a]).sqrt();
+            let r = (best.g2 / self.w[a]).sqrt();
             l[a] = l[a].max(tp[a] - r);
             u[a] = u[a].min(tp[a] + r);
             if l[a] > u[a] {
-                return best;
+                return;
             }
         }
-        self.branch_and_bound(cell, [l, u, tp], d_ref, beta, best)
+        self.branch_and_bound(cell, c, [l, u, tp], d_ref, beta, best);
     }
 
     /// Cell `c`'s box [lo, hi] in its own coordinates t, the point's
@@ -487,11 +552,12 @@ impl<'a> CellSearch<'a> {
     fn branch_and_bound(
         &self,
         cell: &Cell,
+        c_idx: [i64; 3],
         [lo, hi, tp]: [[f64; 3]; 3],
         d_ref: f64,
         beta: f64,
-        mut best: f64,
-    ) -> f64 {
+        best: &mut Best,
+    ) {
         let w = self.w;
         let objective = &self.objective(cell, tp, d_ref, beta);
         let mixed = cell.mixed();
@@ -505,7 +571,7 @@ impl<'a> CellSearch<'a> {
             let (l, u) = stack[depth];
             let c = [0, 1, 2].map(|a| 0.5 * (l[a] + u[a]));
             let h = [0, 1, 2].map(|a| 0.5 * (u[a] - l[a]));
-            let target = best * (1.0 - 1e-9);
+            let target = best.g2 * (1.0 - 1e-9);
             // distance and dose gap
             let mut d2 = 0.0;
             for a in 0..3 {
@@ -539,12 +605,15 @@ impl<'a> CellSearch<'a> {
             let near = [0, 1, 2].map(|a| tp[a].clamp(l[a], u[a]));
             let (fn_, fc) = (objective(near).0, objective(c).0);
             let start = if fn_ <= fc { near } else { c };
-            best = best.min(fn_).min(fc);
-            if cell.convex_on([l, u], [dmin, dmax], d_ref, beta, w)
-                || (0..3).all(|a| h[a] <= self.box_min[a])
-                || depth + 2 > stack.len()
-            {
-                best = best.min(self.descend(objective, start, [l, u, tp], beta).0);
+            best.offer(fn_, c_idx, near);
+            best.offer(fc, c_idx, c);
+            let convex = cell.convex_on([l, u], [dmin, dmax], d_ref, beta, self.isw);
+            if convex && self.certified(objective, c_idx, [l, u, tp], beta, best) {
+                continue;
+            }
+            if convex || (0..3).all(|a| h[a] <= self.box_min[a]) || depth + 2 > stack.len() {
+                let (local, t, _) = self.descend(objective, start, [l, u, tp], beta);
+                best.offer(local, c_idx, t);
                 continue;
             }
             // split the longest axis (in units of Δd); the half nearer t_p
@@ -564,7 +633,6 @@ impl<'a> CellSearch<'a> {
             stack[depth + 1] = second;
             depth += 2;
         }
-        best
     }
 
     /// Projected Gauss-Newton descent from `t`; returns the γ² reached,
@@ -656,6 +724,7 @@ mod tests {
             origin: [0.0; 3],
             inv_spacing: [1.0; 3],
             w: [1.0; 3],
+            isw: [1.0; 3],
             offsets: &[],
             inv_dta2: 1.0,
             reach2_mm2: 1.0,
@@ -670,8 +739,10 @@ mod tests {
             let unit = [[0.0; 3], [1.0; 3], tp];
             let objective = search.objective(&cell, tp, d_ref, beta);
             let t0 = tp.map(|v| v.clamp(0.0, 1.0));
-            let local = search.descend(&objective, t0, unit, beta).0;
-            let got = search.branch_and_bound(&cell, unit, d_ref, beta, local);
+            let (local, t, _) = search.descend(&objective, t0, unit, beta);
+            let mut best = Best { g2: local, q: t };
+            search.branch_and_bound(&cell, [0; 3], unit, d_ref, beta, &mut best);
+            let got = best.g2;
             let n = 40;
             let mut dense = f64::INFINITY;
             for k in 0..=n {
