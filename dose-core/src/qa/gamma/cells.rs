@@ -105,6 +105,13 @@ const WALK: usize = 4;
 /// Non-convex cells held back for the branch and bound of one point.
 const PENDING: usize = 16;
 
+/// `[f(0), f(1), f(2)]`, inlined (an array `map` in these hot loops is
+/// not).
+#[inline(always)]
+fn axes<T>(mut f: impl FnMut(usize) -> T) -> [T; 3] {
+    [f(0), f(1), f(2)]
+}
+
 /// Lower bounds within this fraction of the best γ² count as reaching it
 /// (γ to 5 × 10⁻⁷).
 const CERTIFY_TOL: f64 = 1e-6;
@@ -122,7 +129,7 @@ impl Best {
     fn offer(&mut self, g2: f64, c: [i64; 3], t: [f64; 3]) {
         if g2 < self.g2 {
             self.g2 = g2;
-            self.q = [0, 1, 2].map(|a| c[a] as f64 + t[a]);
+            self.q = axes(|a| c[a] as f64 + t[a]);
         }
     }
 }
@@ -172,8 +179,8 @@ impl Cell {
     ) -> bool {
         let m = self.mixed();
         let phi = (dmax - d_ref).abs().max((dmin - d_ref).abs());
-        let c = [0, 1, 2].map(|a| 0.5 * (l[a] + u[a]));
-        let h = [0, 1, 2].map(|a| 0.5 * (u[a] - l[a]));
+        let c = axes(|a| 0.5 * (l[a] + u[a]));
+        let h = axes(|a| 0.5 * (u[a] - l[a]));
         // mixed partials at c: (x, y), (x, z), (y, z)
         let txy = m[0] + m[3] * c[2];
         let txz = m[1] + m[3] * c[1];
@@ -191,15 +198,15 @@ impl Cell {
         .sqrt();
         let frob2 = 2.0 * (hs[0][1].powi(2) + hs[0][2].powi(2) + hs[1][2].powi(2));
         let (_, g) = self.value_grad(c);
-        let gs = [0, 1, 2].map(|a| g[a] * isw[a]);
+        let gs = axes(|a| g[a] * isw[a]);
         let gn = (gs[0] * gs[0] + gs[1] * gs[1] + gs[2] * gs[2]).sqrt();
         // without a gradient to lean on: β φ ‖Ĥ‖ ≤ 1 over the box
         let plain = beta * phi * (frob2.sqrt() + margin) <= 1.0;
         if plain || gn == 0.0 {
             return plain;
         }
-        let un = gs.map(|v| v / gn);
-        let hu = [0, 1, 2].map(|a| (0..3).map(|b| hs[a][b] * un[b]).sum::<f64>());
+        let un = axes(|a| gs[a] / gn);
+        let hu = axes(|a| (0..3).map(|b| hs[a][b] * un[b]).sum::<f64>());
         let k_par = (0..3).map(|a| un[a] * hu[a]).sum::<f64>();
         let cross2 = (0..3).map(|a| (hu[a] - k_par * un[a]).powi(2)).sum::<f64>();
         let perp2 = (frob2 - k_par * k_par - 2.0 * cross2).max(0.0);
@@ -239,7 +246,7 @@ impl Cell {
     /// a multilinear function over a box).
     fn range(&self, l: [f64; 3], u: [f64; 3]) -> [f64; 2] {
         (0..8).fold([f64::INFINITY, f64::NEG_INFINITY], |[m, n], k| {
-            let t = [0, 1, 2].map(|a| if k >> a & 1 == 1 { u[a] } else { l[a] });
+            let t = axes(|a| if k >> a & 1 == 1 { u[a] } else { l[a] });
             let v = self.value_grad(t).0;
             [m.min(v), n.max(v)]
         })
@@ -296,8 +303,8 @@ impl<'a> CellSearch<'a> {
         let n = self.n;
         // p in continuous voxel coordinates, and the cell holding it (cells
         // -1 and n-1 are the outer half cells)
-        let q = [0, 1, 2].map(|a| (p[a] - self.origin[a]) * self.inv_spacing[a]);
-        let home = [0, 1, 2].map(|a| (q[a].floor().clamp(-1.0, (n[a] - 1) as f64)) as i64);
+        let q = axes(|a| (p[a] - self.origin[a]) * self.inv_spacing[a]);
+        let home = axes(|a| (q[a].floor().clamp(-1.0, (n[a] - 1) as f64)) as i64);
         // the smallest γ² found, and where (continuous voxel coordinates)
         let mut best = Best {
             g2: f64::INFINITY,
@@ -331,7 +338,7 @@ impl<'a> CellSearch<'a> {
             }
             *step = c;
             let cell = self.cell(c);
-            let t0 = start.unwrap_or([0, 1, 2].map(|a| tp[a].clamp(lo[a], hi[a])));
+            let t0 = start.unwrap_or(axes(|a| tp[a].clamp(lo[a], hi[a])));
             let objective = self.objective(&cell, tp, d_ref, inv_dd2);
             let (local, t, grad) = self.descend(&objective, t0, [lo, hi, tp], inv_dd2);
             best.offer(local, c, t);
@@ -361,7 +368,7 @@ impl<'a> CellSearch<'a> {
             if o.dist2_mm2 * self.inv_dta2 >= best.g2 {
                 break;
             }
-            let c = [0, 1, 2].map(|a| home[a] + i64::from(o.d[a]));
+            let c = axes(|a| home[a] + i64::from(o.d[a]));
             if walked.contains(&c) {
                 continue;
             }
@@ -374,6 +381,11 @@ impl<'a> CellSearch<'a> {
             // a position that beats `best` lies within √(best/w_a) of t_p
             // along each axis: the dose range over that part of the box
             let cell = self.cell(c);
+            let whole = cell.corner_range();
+            let gap = (whole[0] - d_ref).max(d_ref - whole[1]).max(0.0);
+            if d2 * self.inv_dta2 + gap * gap * inv_dd2 >= best.g2 {
+                continue;
+            }
             let mut sub = (lo, hi);
             let mut clipped = false;
             for a in 0..3 {
@@ -390,7 +402,7 @@ impl<'a> CellSearch<'a> {
             let range = if clipped && best.g2.is_finite() {
                 cell.range(sub.0, sub.1)
             } else {
-                cell.corner_range()
+                whole
             };
             let gap = (range[0] - d_ref).max(d_ref - range[1]).max(0.0);
             let bound = d2 * self.inv_dta2 + gap * gap * inv_dd2;
@@ -402,13 +414,13 @@ impl<'a> CellSearch<'a> {
                 // convex where it matters: the tangent-plane bound, else the
                 // descent in that part gives its minimum
                 if !self.certified(&objective, c, [sub.0, sub.1, tp], inv_dd2, &best) {
-                    let t0 = [0, 1, 2].map(|a| tp[a].clamp(sub.0[a], sub.1[a]));
+                    let t0 = axes(|a| tp[a].clamp(sub.0[a], sub.1[a]));
                     let (local, t, _) = self.descend(&objective, t0, [sub.0, sub.1, tp], inv_dd2);
                     best.offer(local, c, t);
                 }
                 continue;
             }
-            let t0 = [0, 1, 2].map(|a| tp[a].clamp(lo[a], hi[a]));
+            let t0 = axes(|a| tp[a].clamp(lo[a], hi[a]));
             let (local, t, _) = self.descend(&objective, t0, [lo, hi, tp], inv_dd2);
             best.offer(local, c, t);
             defer(cell, c, [lo, hi, tp], bound, &mut best);
@@ -437,7 +449,7 @@ impl<'a> CellSearch<'a> {
         beta: f64,
         best: &Best,
     ) -> bool {
-        let t = [0, 1, 2].map(|a| (best.q[a] - c[a] as f64).clamp(l[a], u[a]));
+        let t = axes(|a| (best.q[a] - c[a] as f64).clamp(l[a], u[a]));
         let (value, f, g) = objective(t);
         let mut low = value;
         for a in 0..3 {
@@ -569,8 +581,8 @@ impl<'a> CellSearch<'a> {
             depth -= 1;
             visits += 1;
             let (l, u) = stack[depth];
-            let c = [0, 1, 2].map(|a| 0.5 * (l[a] + u[a]));
-            let h = [0, 1, 2].map(|a| 0.5 * (u[a] - l[a]));
+            let c = axes(|a| 0.5 * (l[a] + u[a]));
+            let h = axes(|a| 0.5 * (u[a] - l[a]));
             let target = best.g2 * (1.0 - 1e-9);
             // distance and dose gap
             let mut d2 = 0.0;
@@ -602,7 +614,7 @@ impl<'a> CellSearch<'a> {
                 continue;
             }
             // values in the box: its point nearest t_p and its centre
-            let near = [0, 1, 2].map(|a| tp[a].clamp(l[a], u[a]));
+            let near = axes(|a| tp[a].clamp(l[a], u[a]));
             let (fn_, fc) = (objective(near).0, objective(c).0);
             let start = if fn_ <= fc { near } else { c };
             best.offer(fn_, c_idx, near);
@@ -648,7 +660,7 @@ impl<'a> CellSearch<'a> {
         let (mut best, mut f, mut g) = objective(t);
         for _ in 0..CELL_ITERATIONS {
             // gradient of γ²/2, and the coordinates free to move
-            let grad = [0, 1, 2].map(|a| w[a] * (t[a] - tp[a]) + beta * f * g[a]);
+            let grad = axes(|a| w[a] * (t[a] - tp[a]) + beta * f * g[a]);
             let free = [0, 1, 2]
                 .map(|a| !((t[a] <= lo[a] && grad[a] > 0.0) || (t[a] >= hi[a] && grad[a] < 0.0)));
             // (D + β g gᵀ) δ = −grad on the free coordinates
@@ -661,7 +673,7 @@ impl<'a> CellSearch<'a> {
                 }
             }
             let k = ug / (1.0 + uu);
-            let delta = [0, 1, 2].map(|a| {
+            let delta = axes(|a| {
                 if free[a] {
                     -(grad[a] - g[a] * k) / w[a]
                 } else {
@@ -670,13 +682,13 @@ impl<'a> CellSearch<'a> {
             });
             // the Gauss-Newton step, then (where clipping to the box spoils
             // it) the gradient scaled by the diagonal of the same matrix
-            let scaled = [0, 1, 2].map(|a| -grad[a] / (w[a] + beta * g[a] * g[a]));
+            let scaled = axes(|a| -grad[a] / (w[a] + beta * g[a] * g[a]));
             let mut moved = false;
             let mut decreased = false;
             for direction in [delta, scaled] {
                 let mut step = 1.0;
                 for _ in 0..CELL_HALVINGS {
-                    let tn = [0, 1, 2].map(|a| (t[a] + step * direction[a]).clamp(lo[a], hi[a]));
+                    let tn = axes(|a| (t[a] + step * direction[a]).clamp(lo[a], hi[a]));
                     step *= 0.5;
                     let (value, fn_, gn) = objective(tn);
                     if value < best {
@@ -694,7 +706,7 @@ impl<'a> CellSearch<'a> {
                 break;
             }
         }
-        let grad = [0, 1, 2].map(|a| w[a] * (t[a] - tp[a]) + beta * f * g[a]);
+        let grad = axes(|a| w[a] * (t[a] - tp[a]) + beta * f * g[a]);
         (best, t, grad)
     }
 }
@@ -733,7 +745,7 @@ mod tests {
         let (mut off, mut total) = (0, 0);
         for _ in 0..2000 {
             let cell = Cell(std::array::from_fn(|_| 1.0 + 0.3 * (next() - 0.5)));
-            let tp = [0, 1, 2].map(|_| next() * 3.0 - 1.0);
+            let tp = axes(|_| next() * 3.0 - 1.0);
             let d_ref = 1.0 + 0.3 * (next() - 0.5);
             let beta = 10f64.powf(1.0 + 3.0 * next());
             let unit = [[0.0; 3], [1.0; 3], tp];
