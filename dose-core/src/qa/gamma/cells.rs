@@ -245,11 +245,34 @@ impl Cell {
     /// The lowest and highest corner dose of the box [l, u] (the extremes of
     /// a multilinear function over a box).
     fn range(&self, l: [f64; 3], u: [f64; 3]) -> [f64; 2] {
-        (0..8).fold([f64::INFINITY, f64::NEG_INFINITY], |[m, n], k| {
-            let t = axes(|a| if k >> a & 1 == 1 { u[a] } else { l[a] });
-            let v = self.value_grad(t).0;
-            [m.min(v), n.max(v)]
-        })
+        // the box's corner values, axis by axis (x, then y, then z)
+        let v = &self.0;
+        let lerp = |a: f64, b: f64, t: f64| a + (b - a) * t;
+        let mut x = [0.0; 8];
+        for e in 0..4 {
+            x[2 * e] = lerp(v[2 * e], v[2 * e + 1], l[0]);
+            x[2 * e + 1] = lerp(v[2 * e], v[2 * e + 1], u[0]);
+        }
+        // x[2e + i]: edge e = dy + 2 dz, x end i
+        let mut y = [0.0; 8];
+        for dz in 0..2 {
+            for i in 0..2 {
+                let (a, b) = (x[4 * dz + i], x[4 * dz + 2 + i]);
+                y[4 * dz + i] = lerp(a, b, l[1]);
+                y[4 * dz + 2 + i] = lerp(a, b, u[1]);
+            }
+        }
+        let mut lo = f64::INFINITY;
+        let mut hi = f64::NEG_INFINITY;
+        for k in 0..4 {
+            let (a, b) = (y[k], y[4 + k]);
+            for t in [l[2], u[2]] {
+                let c = lerp(a, b, t);
+                lo = lo.min(c);
+                hi = hi.max(c);
+            }
+        }
+        [lo, hi]
     }
 
     /// D_e and its gradient (per voxel step) at t in the cell.
@@ -299,7 +322,18 @@ impl<'a> CellSearch<'a> {
     /// The smallest γ² around `p` (mm) for a reference dose `d_ref` and
     /// 1/ΔD² `inv_dd2`; +∞ when no evaluated dose lies within
     /// `max_gamma` × Δd.
-    pub(crate) fn min_gamma2(&self, p: [f64; 3], d_ref: f64, inv_dd2: f64) -> f64 {
+    ///
+    /// `hint`: where the previous point's minimum lay, relative to it (voxel
+    /// units), as a start for the first descent (neighbouring points of a
+    /// smooth dose have nearby minima); updated for the next point. It
+    /// changes the work, not the answer.
+    pub(crate) fn min_gamma2(
+        &self,
+        p: [f64; 3],
+        d_ref: f64,
+        inv_dd2: f64,
+        hint: &mut Option<[f64; 3]>,
+    ) -> f64 {
         let n = self.n;
         // p in continuous voxel coordinates, and the cell holding it (cells
         // -1 and n-1 are the outer half cells)
@@ -327,8 +361,14 @@ impl<'a> CellSearch<'a> {
         // It finds the minimum of a smooth dose in a few cells, so that the
         // bounds below skip most others.
         let mut walked = [[i64::MIN; 3]; WALK];
-        let mut c = home;
-        let mut start = None;
+        let (mut c, mut start) = match *hint {
+            Some(h) => {
+                let qs = axes(|a| q[a] + h[a]);
+                let c = axes(|a| (qs[a].floor().clamp(-1.0, (n[a] - 1) as f64)) as i64);
+                (c, Some(axes(|a| (qs[a] - c[a] as f64).clamp(0.0, 1.0))))
+            }
+            None => (home, None),
+        };
         for step in walked.iter_mut() {
             let Some((lo, hi, tp, d2)) = self.place(c, q) else {
                 break;
@@ -338,7 +378,10 @@ impl<'a> CellSearch<'a> {
             }
             *step = c;
             let cell = self.cell(c);
-            let t0 = start.unwrap_or(axes(|a| tp[a].clamp(lo[a], hi[a])));
+            let t0 = match start {
+                Some(t) => axes(|a| f64::clamp(t[a], lo[a], hi[a])),
+                None => axes(|a| tp[a].clamp(lo[a], hi[a])),
+            };
             let objective = self.objective(&cell, tp, d_ref, inv_dd2);
             let (local, t, grad) = self.descend(&objective, t0, [lo, hi, tp], inv_dd2);
             best.offer(local, c, t);
@@ -430,6 +473,7 @@ impl<'a> CellSearch<'a> {
                 self.settle(cell, *c, *box_, d_ref, inv_dd2, &mut best);
             }
         }
+        *hint = best.g2.is_finite().then(|| axes(|a| best.q[a] - q[a]));
         best.g2
     }
 
@@ -714,6 +758,40 @@ impl<'a> CellSearch<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The dose range of a box is that of its eight corners, evaluated with
+    /// the trilinear formula; and the multilinear extremes lie there (no
+    /// sampled interior point falls outside).
+    #[test]
+    fn box_range_is_that_of_its_corners() {
+        let mut state = 99u64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for _ in 0..500 {
+            let cell = Cell(std::array::from_fn(|_| next() * 4.0 - 1.0));
+            let l = axes(|_| next() * 0.6);
+            let u = axes(|a| l[a] + next() * 0.4);
+            let [lo, hi] = cell.range(l, u);
+            let corners: Vec<f64> = (0..8)
+                .map(|k| {
+                    cell.value_grad(axes(|a| if k >> a & 1 == 1 { u[a] } else { l[a] }))
+                        .0
+                })
+                .collect();
+            let want_lo = corners.iter().copied().fold(f64::INFINITY, f64::min);
+            let want_hi = corners.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            assert!((lo - want_lo).abs() < 1e-12 && (hi - want_hi).abs() < 1e-12);
+            for _ in 0..20 {
+                let t = axes(|a| l[a] + next() * (u[a] - l[a]));
+                let v = cell.value_grad(t).0;
+                assert!(v >= lo - 1e-12 && v <= hi + 1e-12);
+            }
+        }
+    }
 
     /// On 2000 random, strongly non-linear cells (corner doses spread over
     /// 7–300 ΔD) and points inside and around them, the descent plus branch

@@ -273,18 +273,37 @@ pub(crate) fn setup(
     criteria: &GammaCriteria,
 ) -> Result<GammaSetup> {
     criteria.validate()?;
+    let mut max_ref = 0.0f32;
     for (what, v) in [("reference", reference), ("evaluated", evaluated)] {
-        if let Some(bad) = v.data().iter().find(|d| !d.is_finite()) {
+        // one pass over the voxels in memory order: the largest value, and
+        // whether all are finite (NaN and ±∞ fail `is_finite`, and a NaN
+        // would escape a maximum)
+        let (finite, max) = match v.data().as_slice_memory_order() {
+            Some(d) => d
+                .iter()
+                .fold((true, 0.0f32), |(ok, m), &x| (ok & x.is_finite(), m.max(x))),
+            None => v
+                .data()
+                .iter()
+                .fold((true, 0.0f32), |(ok, m), &x| (ok & x.is_finite(), m.max(x))),
+        };
+        if !finite {
+            let bad = v
+                .data()
+                .iter()
+                .find(|d| !d.is_finite())
+                .copied()
+                .unwrap_or(f32::NAN);
             return Err(DoseError::NonFinite {
                 field: format!("{what} dose (Gy)"),
-                value: f64::from(*bad),
+                value: f64::from(bad),
             });
         }
+        if what == "reference" {
+            max_ref = max;
+        }
     }
-    let max_ref = reference
-        .data()
-        .iter()
-        .fold(0.0f64, |m, &d| m.max(f64::from(d)));
+    let max_ref = f64::from(max_ref);
     let norm = criteria.normalisation_gy.unwrap_or(max_ref);
     if norm <= 0.0 {
         return Err(DoseError::Empty {
@@ -332,8 +351,9 @@ pub(crate) fn finish(
     setup: GammaSetup,
     backend: BackendKind,
 ) -> Result<GammaResult> {
-    let evaluated = gamma.iter().filter(|g| !g.is_nan()).count();
-    let passed = gamma.iter().filter(|&&g| g <= 1.0).count();
+    let (evaluated, passed) = gamma.iter().fold((0, 0), |(e, p), &g| {
+        (e + usize::from(!g.is_nan()), p + usize::from(g <= 1.0))
+    });
     Ok(GammaResult {
         gamma: Volume::new(reference.grid().clone(), gamma)?,
         evaluated,
@@ -381,19 +401,22 @@ pub(crate) fn gamma_cpu(
     let data = flat.as_slice().unwrap_or(&[]);
     let sp = eg.spacing_mm();
     let (shape, origin, spacing) = (eg.shape(), eg.origin_mm().coords.into(), [sp.x, sp.y, sp.z]);
-    let search: Box<dyn Fn([f64; 3], f64, f64) -> f64 + Sync> = match criteria.search {
+    // (the continuous search starts from the previous point's minimum)
+    type Search<'a> = Box<dyn Fn([f64; 3], f64, f64, &mut Option<[f64; 3]>) -> f64 + Sync + 'a>;
+    let search: Search<'_> = match criteria.search {
         GammaSearch::Continuous => {
             let cells = CellSearch::new(data, shape, origin, spacing, s);
-            Box::new(move |p, d, inv_dd2| cells.min_gamma2(p, d, inv_dd2))
+            Box::new(move |p, d, inv_dd2, hint| cells.min_gamma2(p, d, inv_dd2, hint))
         }
         GammaSearch::Lattice => {
             let lattice = LatticeSearch::new(data, shape, origin, spacing, s);
-            Box::new(move |p, d, inv_dd2| lattice.min_gamma2(p, d, inv_dd2))
+            Box::new(move |p, d, inv_dd2, _| lattice.min_gamma2(p, d, inv_dd2))
         }
     };
     let rgrid = reference.grid();
-    let point_gamma = |zyx: [usize; 3], d_ref: f64| -> f32 {
+    let point_gamma = |zyx: [usize; 3], d_ref: f64, hint: &mut Option<[f64; 3]>| -> f32 {
         if d_ref < s.cutoff_gy || (criteria.local && d_ref <= 0.0) {
+            *hint = None;
             return f32::NAN;
         }
         let norm = if criteria.local {
@@ -403,7 +426,7 @@ pub(crate) fn gamma_cpu(
         };
         let dd = criteria.dose_percent / 100.0 * norm;
         let p: Point3<f64> = rgrid.index_to_world(zyx);
-        let best = search([p.x, p.y, p.z], d_ref, 1.0 / (dd * dd));
+        let best = search([p.x, p.y, p.z], d_ref, 1.0 / (dd * dd), hint);
         if best.is_finite() {
             best.sqrt().min(criteria.max_gamma) as f32
         } else {
@@ -412,16 +435,24 @@ pub(crate) fn gamma_cpu(
     };
     let [nz, ny, nx] = rgrid.shape();
     let mut out = vec![0f32; nz * ny * nx];
-    let d_ref = reference.data();
+    let d_ref = reference.data().as_standard_layout();
+    // a standard-layout array always has a slice
+    let d_ref = d_ref.as_slice().unwrap_or(&[]);
     hook.par_chunks(
         "gamma",
         &mut out,
         ny * nx,
         || (),
         |_, k, g_slice| {
-            for (n, g) in g_slice.iter_mut().enumerate() {
-                let (j, i) = (n / nx, n % nx);
-                *g = point_gamma([k, j, i], f64::from(d_ref[[k, j, i]]));
+            let plane = d_ref.get(k * ny * nx..(k + 1) * ny * nx).unwrap_or(&[]);
+            // the search's start is carried along each row only, so that γ
+            // does not depend on how the planes are shared among threads
+            let mut hint = None;
+            for (n, (g, &d)) in g_slice.iter_mut().zip(plane).enumerate() {
+                if n % nx == 0 {
+                    hint = None;
+                }
+                *g = point_gamma([k, n / nx, n % nx], f64::from(d), &mut hint);
             }
         },
     )?;
