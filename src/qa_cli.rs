@@ -62,6 +62,8 @@ pub fn gamma(a: &GammaArgs) -> CliResult<bool> {
             "dta_mm": c.dta_mm,
             "cutoff_percent": c.cutoff_percent,
             "local": c.local,
+            "search": c.search.to_string(),
+            "search_step": c.search_step,
             "normalisation_gy": r.normalisation_gy(),
             "evaluated_points": r.evaluated_count(),
             "passed_points": r.passed_count(),
@@ -92,6 +94,11 @@ pub fn gamma(a: &GammaArgs) -> CliResult<bool> {
             if c.local { "local" } else { "global" },
             c.cutoff_percent,
             r.normalisation_gy()
+        )?;
+        writeln!(
+            t,
+            "  search         {}, resolution {} x DTA",
+            c.search, c.search_step
         )?;
         let [nz, ny, nx] = reference.grid().shape();
         writeln!(

@@ -64,6 +64,16 @@ pub enum GammaSearch {
     Lattice,
 }
 
+impl std::fmt::Display for GammaSearch {
+    /// "lattice" or "continuous", as [`GammaSearch::parse`] reads them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Lattice => "lattice",
+            Self::Continuous => "continuous",
+        })
+    }
+}
+
 impl GammaSearch {
     /// "lattice" or "continuous" (any case).
     pub fn parse(s: &str) -> Result<Self> {
