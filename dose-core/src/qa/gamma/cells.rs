@@ -657,6 +657,23 @@ impl<'a> CellSearch<'a> {
             if beta * soft * soft / (1.0 + beta * gw) >= target {
                 continue;
             }
+            // the same model kept inside the box: G(t) = Σ w_a (t_a − t_p,a)²
+            // + β (|ℓ(t)| − ρ)₊² ≤ γ² is convex, so its tangent plane at the
+            // box point nearest the best position bounds it from below
+            let th = axes(|a| (best.q[a] - c_idx[a] as f64).clamp(l[a], u[a]));
+            let ell = vc - d_ref + (0..3).map(|a| g[a] * (th[a] - c[a])).sum::<f64>();
+            let sh = (ell.abs() - rho).max(0.0);
+            let mut low = beta * sh * sh;
+            for a in 0..3 {
+                low += w[a] * (th[a] - tp[a]).powi(2);
+            }
+            for a in 0..3 {
+                let slope = 2.0 * (w[a] * (th[a] - tp[a]) + beta * sh * ell.signum() * g[a]);
+                low += (slope * (l[a] - th[a])).min(slope * (u[a] - th[a]));
+            }
+            if low >= target {
+                continue;
+            }
             // values in the box: its point nearest t_p and its centre
             let near = axes(|a| tp[a].clamp(l[a], u[a]));
             let (fn_, fc) = (objective(near).0, objective(c).0);
