@@ -741,6 +741,12 @@ impl<'a> CellSearch<'a> {
                     0.0
                 }
             });
+            // converged: the model predicts a decrease of γ² (−2 m(δ) =
+            // −grad·δ at the model's minimum) below 1e-10 of it
+            let predicted = -(0..3).map(|a| grad[a] * delta[a]).sum::<f64>();
+            if predicted <= 1e-10 * best {
+                break;
+            }
             // the Gauss-Newton step, then (where clipping to the box spoils
             // it) the gradient scaled by the diagonal of the same matrix
             let scaled = axes(|a| -grad[a] / (w[a] + beta * g[a] * g[a]));
