@@ -168,7 +168,8 @@ impl Cell {
     /// R = β (e |ĝ(c)| + φκ×),
     ///
     /// (using (x − e)₊² ≥ x² − 2ex), and M ⪰ 0 when that quadratic is ≥ 0
-    /// on [0, 1].
+    /// on [0, 1]. `centre_gradient`: ∇D_e at the box centre, if the caller
+    /// has it.
     fn convex_on(
         &self,
         [l, u]: [[f64; 3]; 2],
@@ -176,6 +177,7 @@ impl Cell {
         d_ref: f64,
         beta: f64,
         isw: [f64; 3],
+        centre_gradient: Option<[f64; 3]>,
     ) -> bool {
         let m = self.mixed();
         let phi = (dmax - d_ref).abs().max((dmin - d_ref).abs());
@@ -197,7 +199,7 @@ impl Cell {
                 + (m[3] * h[0] * isw[1] * isw[2]).powi(2)))
         .sqrt();
         let frob2 = 2.0 * (hs[0][1].powi(2) + hs[0][2].powi(2) + hs[1][2].powi(2));
-        let (_, g) = self.value_grad(c);
+        let g = centre_gradient.unwrap_or_else(|| self.value_grad(c).1);
         let gs = axes(|a| g[a] * isw[a]);
         let gn = (gs[0] * gs[0] + gs[1] * gs[1] + gs[2] * gs[2]).sqrt();
         // without a gradient to lean on: β φ ‖Ĥ‖ ≤ 1 over the box
@@ -344,15 +346,16 @@ impl<'a> CellSearch<'a> {
             g2: f64::INFINITY,
             q,
         };
-        // non-convex cells, searched once every cell has had its descent
-        let mut pending = [(Cell([0.0; 8]), [0; 3], [[0.0; 3]; 3], 0.0); PENDING];
+        // non-convex cells (index and lower bound), searched once every cell
+        // has had its descent; small, as it is set up for every point
+        let mut pending = [([0i64; 3], 0.0f64); PENDING];
         let mut n_pending = 0;
         let mut defer =
             |cell: Cell, c: [i64; 3], box_: [[f64; 3]; 3], bound: f64, best: &mut Best| {
                 if n_pending == PENDING {
                     self.settle(&cell, c, box_, d_ref, inv_dd2, best);
                 } else {
-                    pending[n_pending] = (cell, c, box_, bound);
+                    pending[n_pending] = (c, bound);
                     n_pending += 1;
                 }
             };
@@ -386,7 +389,7 @@ impl<'a> CellSearch<'a> {
             let (local, t, grad) = self.descend(&objective, t0, [lo, hi, tp], inv_dd2);
             best.offer(local, c, t);
             let range = cell.corner_range();
-            if !cell.convex_on([lo, hi], range, d_ref, inv_dd2, self.isw) {
+            if !cell.convex_on([lo, hi], range, d_ref, inv_dd2, self.isw, None) {
                 defer(cell, c, [lo, hi, tp], 0.0, &mut best);
             }
             // faces (inside the grid) that t rests on with γ² falling outwards
@@ -453,7 +456,7 @@ impl<'a> CellSearch<'a> {
                 continue;
             }
             let objective = self.objective(&cell, tp, d_ref, inv_dd2);
-            if cell.convex_on([sub.0, sub.1], range, d_ref, inv_dd2, self.isw) {
+            if cell.convex_on([sub.0, sub.1], range, d_ref, inv_dd2, self.isw, None) {
                 // convex where it matters: the tangent-plane bound, else the
                 // descent in that part gives its minimum
                 if !self.certified(&objective, c, [sub.0, sub.1, tp], inv_dd2, &best) {
@@ -468,9 +471,11 @@ impl<'a> CellSearch<'a> {
             best.offer(local, c, t);
             defer(cell, c, [lo, hi, tp], bound, &mut best);
         }
-        for (cell, c, box_, bound) in &pending[..n_pending] {
-            if *bound < best.g2 {
-                self.settle(cell, *c, *box_, d_ref, inv_dd2, &mut best);
+        for &(c, bound) in &pending[..n_pending] {
+            if bound < best.g2
+                && let Some((lo, hi, tp, _)) = self.place(c, q)
+            {
+                self.settle(&self.cell(c), c, [lo, hi, tp], d_ref, inv_dd2, &mut best);
             }
         }
         *hint = best.g2.is_finite().then(|| axes(|a| best.q[a] - q[a]));
@@ -680,7 +685,7 @@ impl<'a> CellSearch<'a> {
             let start = if fn_ <= fc { near } else { c };
             best.offer(fn_, c_idx, near);
             best.offer(fc, c_idx, c);
-            let convex = cell.convex_on([l, u], [dmin, dmax], d_ref, beta, self.isw);
+            let convex = cell.convex_on([l, u], [dmin, dmax], d_ref, beta, self.isw, Some(g));
             if convex && self.certified(objective, c_idx, [l, u, tp], beta, best) {
                 continue;
             }
