@@ -15,10 +15,10 @@
 //!
 //! γ² ≥ d²/Δd² + gap²/ΔD², gap = max(0, D_min − D_r, D_r − D_max).
 //!
-//! Cells are visited in increasing order of a lower bound of d (fixed
-//! offsets from the cell that holds **p**, sorted once); the walk stops when
-//! that bound reaches the smallest γ found, and a cell is skipped when its
-//! own bound does. Only cells that can hold a smaller γ are minimised.
+//! A first descent walks from cell to cell to the nearest minimum; then the
+//! cells within √γ²_best × Δd of **p** (a box of cells) are visited, and a
+//! cell is skipped when its bound reaches the smallest γ found. Only cells
+//! that can hold a smaller γ are minimised.
 //!
 //! **Inside a cell.** Projected Gauss-Newton on the cell's box, from the
 //! point of the box nearest **p**: with t the position in the cell (voxel
@@ -34,37 +34,6 @@
 //! cells are half cells with repeated corner values.
 
 use super::GammaSetup;
-
-/// A cell relative to the cell holding the reference point, with a lower
-/// bound (mm²) of the squared distance from any point of that cell.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct CellOffset {
-    pub(crate) d: [i32; 3],
-    pub(crate) dist2_mm2: f64,
-}
-
-/// Cell offsets (x, y, z) that can lie within `reach_mm` of a point, by
-/// increasing lower bound of their distance: along an axis a cell `d` cells
-/// away is at least (|d| − 1) spacings from any point of the home cell.
-pub(crate) fn cell_offsets(spacing_mm: [f64; 3], reach_mm: f64) -> Vec<CellOffset> {
-    let n = spacing_mm.map(|s| (reach_mm / s).ceil() as i32 + 1);
-    let mut out = Vec::new();
-    for dz in -n[2]..=n[2] {
-        for dy in -n[1]..=n[1] {
-            for dx in -n[0]..=n[0] {
-                let d = [dx, dy, dz];
-                let dist2_mm2 = (0..3)
-                    .map(|a| (f64::from((d[a].abs() - 1).max(0)) * spacing_mm[a]).powi(2))
-                    .sum::<f64>();
-                if dist2_mm2 <= reach_mm * reach_mm {
-                    out.push(CellOffset { d, dist2_mm2 });
-                }
-            }
-        }
-    }
-    out.sort_by(|a, b| a.dist2_mm2.total_cmp(&b.dist2_mm2));
-    out
-}
 
 /// Gauss-Newton iterations per cell, and halvings of a step that does not
 /// lower γ².
@@ -83,7 +52,6 @@ pub(crate) struct CellSearch<'a> {
     w: [f64; 3],
     /// 1/√w_a.
     isw: [f64; 3],
-    offsets: &'a [CellOffset],
     inv_dta2: f64,
     reach2_mm2: f64,
     /// Half-width (voxels, per axis) at which the branch and bound stops
@@ -314,7 +282,6 @@ impl<'a> CellSearch<'a> {
             inv_spacing: spacing_mm.map(|v| 1.0 / v),
             w: spacing_mm.map(|v| v * v * s.inv_dta2),
             isw: spacing_mm.map(|v| 1.0 / (v * s.inv_dta2.sqrt())),
-            offsets: &s.cells,
             inv_dta2: s.inv_dta2,
             reach2_mm2: reach * reach,
             box_min: spacing_mm.map(|v| 0.5 * s.lattice_step_mm / v),
@@ -410,11 +377,21 @@ impl<'a> CellSearch<'a> {
             c = next;
             start = Some(tn);
         }
-        for o in self.offsets {
-            if o.dist2_mm2 * self.inv_dta2 >= best.g2 {
-                break;
+        // the cells that can hold a position within √(best/w_a) voxels of
+        // p along each axis (within reach while nothing is found)
+        let r = axes(|a| {
+            if best.g2.is_finite() {
+                (best.g2 / self.w[a]).sqrt()
+            } else {
+                self.reach2_mm2.sqrt() * self.inv_spacing[a]
             }
-            let c = axes(|a| home[a] + i64::from(o.d[a]));
+        });
+        let first = axes(|a| ((q[a] - r[a]).floor().max(-1.0)) as i64);
+        let last = axes(|a| ((q[a] + r[a]).floor().min((n[a] - 1) as f64)) as i64);
+        let cells = (first[2]..=last[2]).flat_map(|z| {
+            (first[1]..=last[1]).flat_map(move |y| (first[0]..=last[0]).map(move |x| [x, y, z]))
+        });
+        for c in cells {
             if walked.contains(&c) {
                 continue;
             }
@@ -843,7 +820,6 @@ mod tests {
             inv_spacing: [1.0; 3],
             w: [1.0; 3],
             isw: [1.0; 3],
-            offsets: &[],
             inv_dta2: 1.0,
             reach2_mm2: 1.0,
             box_min: [0.05; 3],

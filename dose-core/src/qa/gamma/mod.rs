@@ -42,7 +42,7 @@ mod lattice;
 use nalgebra::Point3;
 use ndarray::Array3;
 
-use cells::{CellOffset, CellSearch, cell_offsets};
+use cells::CellSearch;
 pub(crate) use lattice::{FD_STEP, GN_HALVINGS, GN_ITERATIONS, REFINE_LEVELS, REFINE_MOVES};
 use lattice::{LatticeSearch, Offset, search_offsets};
 
@@ -257,8 +257,6 @@ pub(crate) struct GammaSetup {
     pub(crate) criteria: GammaCriteria,
     /// Lattice offsets (empty for the continuous search).
     pub(crate) offsets: Vec<Offset>,
-    /// Cell offsets of the evaluated grid (empty for the lattice search).
-    pub(crate) cells: Vec<CellOffset>,
     pub(crate) normalisation_gy: f64,
     pub(crate) cutoff_gy: f64,
     pub(crate) inv_dta2: f64,
@@ -338,14 +336,13 @@ pub(crate) fn setup(
             });
         }
     }
-    let (offsets, cells) = match criteria.search {
-        GammaSearch::Lattice => (search_offsets(criteria), Vec::new()),
-        GammaSearch::Continuous => (Vec::new(), cell_offsets([sp_e.x, sp_e.y, sp_e.z], reach)),
+    let offsets = match criteria.search {
+        GammaSearch::Lattice => search_offsets(criteria),
+        GammaSearch::Continuous => Vec::new(),
     };
     Ok(GammaSetup {
         criteria: criteria.clone(),
         offsets,
-        cells,
         normalisation_gy: norm,
         cutoff_gy: criteria.cutoff_percent / 100.0 * norm,
         inv_dta2: 1.0 / (criteria.dta_mm * criteria.dta_mm),
