@@ -207,7 +207,14 @@ fn cutoff_excludes_and_missing_evaluated_dose_fails() {
     // evaluated grid covering only x in [0, 4] mm: points beyond its reach fail
     let short = Grid3::new([1, 1, 5], [1.0; 3], [0.0; 3]).unwrap();
     let evaluated = field(&short, |p| p[0]);
-    let r = gamma_index(&reference, &evaluated, &c).unwrap();
+    for search in [GammaSearch::Lattice, GammaSearch::Continuous] {
+        c.search = search;
+        missing_dose_fails(&reference, &evaluated, &c);
+    }
+}
+
+fn missing_dose_fails(reference: &DoseGrid, evaluated: &DoseGrid, c: &GammaCriteria) {
+    let r = gamma_index(reference, evaluated, c).unwrap();
     // the evaluated dose exists up to x = 4.5 mm (half a voxel beyond the last
     // centre, held at 4 Gy); the search reaches max_gamma·DTA = 2 mm: x = 3 and
     // 4 agree exactly, x = 5 and 6 find only doses ≥ 1 Gy = 3.3 ΔD too low
@@ -223,7 +230,7 @@ fn cutoff_excludes_and_missing_evaluated_dose_fails() {
         );
     }
     for x in 7..=10 {
-        assert!(g[[0, 0, x]].is_infinite());
+        assert!(g[[0, 0, x]].is_infinite(), "{:?} at x = {x}", c.search);
     }
     assert_eq!(r.passed_count(), 2);
     assert_eq!(r.evaluated_count(), 8);
