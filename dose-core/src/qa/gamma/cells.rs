@@ -102,6 +102,30 @@ impl Best {
     }
 }
 
+/// γ²(t) = Σ w_a (t_a − t_p,a)² + β (D_e(t) − d_ref)² in one cell.
+struct Objective<'c> {
+    cell: &'c Cell,
+    tp: [f64; 3],
+    d_ref: f64,
+    beta: f64,
+    w: [f64; 3],
+}
+
+impl Objective<'_> {
+    /// γ²(t), D_e(t) − d_ref and ∇D_e(t).
+    #[inline(always)]
+    fn at(&self, t: [f64; 3]) -> (f64, f64, [f64; 3]) {
+        let (v, g) = self.cell.value_grad(t);
+        let f = v - self.d_ref;
+        let w = self.w;
+        let tp = self.tp;
+        let dist = w[0] * (t[0] - tp[0]).powi(2)
+            + w[1] * (t[1] - tp[1]).powi(2)
+            + w[2] * (t[2] - tp[2]).powi(2);
+        (dist + self.beta * f * f, f, g)
+    }
+}
+
 /// One cell's trilinear dose: corner values indexed dx + 2 dy + 4 dz.
 #[derive(Clone, Copy)]
 struct Cell([f64; 8]);
@@ -167,13 +191,15 @@ impl Cell {
                 + (m[3] * h[0] * isw[1] * isw[2]).powi(2)))
         .sqrt();
         let frob2 = 2.0 * (hs[0][1].powi(2) + hs[0][2].powi(2) + hs[1][2].powi(2));
+        // without a gradient to lean on: β φ ‖Ĥ‖ ≤ 1 over the box
+        if beta * phi * (frob2.sqrt() + margin) <= 1.0 {
+            return true;
+        }
         let g = centre_gradient.unwrap_or_else(|| self.value_grad(c).1);
         let gs = axes(|a| g[a] * isw[a]);
         let gn = (gs[0] * gs[0] + gs[1] * gs[1] + gs[2] * gs[2]).sqrt();
-        // without a gradient to lean on: β φ ‖Ĥ‖ ≤ 1 over the box
-        let plain = beta * phi * (frob2.sqrt() + margin) <= 1.0;
-        if plain || gn == 0.0 {
-            return plain;
+        if gn == 0.0 {
+            return false;
         }
         let un = axes(|a| gs[a] / gn);
         let hu = axes(|a| (0..3).map(|b| hs[a][b] * un[b]).sum::<f64>());
@@ -469,14 +495,14 @@ impl<'a> CellSearch<'a> {
     /// where the plane is tightest when the two cells share the minimum.
     fn certified(
         &self,
-        objective: &impl Fn([f64; 3]) -> (f64, f64, [f64; 3]),
+        objective: &Objective<'_>,
         c: [i64; 3],
         [l, u, tp]: [[f64; 3]; 3],
         beta: f64,
         best: &Best,
     ) -> bool {
         let t = axes(|a| (best.q[a] - c[a] as f64).clamp(l[a], u[a]));
-        let (value, f, g) = objective(t);
+        let (value, f, g) = objective.at(t);
         let mut low = value;
         for a in 0..3 {
             let slope = 2.0 * (self.w[a] * (t[a] - tp[a]) + beta * f * g[a]);
@@ -556,22 +582,14 @@ impl<'a> CellSearch<'a> {
         ])
     }
 
-    /// min over t in [lo, hi] of Σ w_a (t_a − tp_a)² + β (D_e(t) − d_ref)²,
-    /// by projected Gauss-Newton from the box point nearest tp.
-    /// γ²(t) in the cell, with D_e − D_r and ∇D_e there.
-    fn objective<'c>(
-        &self,
-        cell: &'c Cell,
-        tp: [f64; 3],
-        d_ref: f64,
-        beta: f64,
-    ) -> impl Fn([f64; 3]) -> (f64, f64, [f64; 3]) + 'c {
-        let w = self.w;
-        move |t: [f64; 3]| {
-            let (v, g) = cell.value_grad(t);
-            let f = v - d_ref;
-            let dist = (0..3).map(|a| w[a] * (t[a] - tp[a]).powi(2)).sum::<f64>();
-            (dist + beta * f * f, f, g)
+    /// γ² in `cell` for the point at t_p (cell coordinates).
+    fn objective<'c>(&self, cell: &'c Cell, tp: [f64; 3], d_ref: f64, beta: f64) -> Objective<'c> {
+        Objective {
+            cell,
+            tp,
+            d_ref,
+            beta,
+            w: self.w,
         }
     }
 
@@ -658,7 +676,7 @@ impl<'a> CellSearch<'a> {
             }
             // values in the box: its point nearest t_p and its centre
             let near = axes(|a| tp[a].clamp(l[a], u[a]));
-            let (fn_, fc) = (objective(near).0, objective(c).0);
+            let (fn_, fc) = (objective.at(near).0, objective.at(c).0);
             let start = if fn_ <= fc { near } else { c };
             best.offer(fn_, c_idx, near);
             best.offer(fc, c_idx, c);
@@ -694,13 +712,13 @@ impl<'a> CellSearch<'a> {
     /// where, and the gradient of γ²/2 there.
     fn descend(
         &self,
-        objective: &impl Fn([f64; 3]) -> (f64, f64, [f64; 3]),
+        objective: &Objective<'_>,
         mut t: [f64; 3],
         [lo, hi, tp]: [[f64; 3]; 3],
         beta: f64,
     ) -> (f64, [f64; 3], [f64; 3]) {
         let w = self.w;
-        let (mut best, mut f, mut g) = objective(t);
+        let (mut best, mut f, mut g) = objective.at(t);
         for _ in 0..CELL_ITERATIONS {
             // gradient of γ²/2, and the coordinates free to move
             let grad = axes(|a| w[a] * (t[a] - tp[a]) + beta * f * g[a]);
@@ -739,7 +757,7 @@ impl<'a> CellSearch<'a> {
                 for _ in 0..CELL_HALVINGS {
                     let tn = axes(|a| (t[a] + step * direction[a]).clamp(lo[a], hi[a]));
                     step *= 0.5;
-                    let (value, fn_, gn) = objective(tn);
+                    let (value, fn_, gn) = objective.at(tn);
                     if value < best {
                         moved = best - value > 1e-12 * best;
                         decreased = true;
@@ -843,7 +861,7 @@ mod tests {
                 for j in 0..=n {
                     for i in 0..=n {
                         let t = [i, j, k].map(|v| f64::from(v) / f64::from(n));
-                        dense = dense.min(objective(t).0);
+                        dense = dense.min(objective.at(t).0);
                     }
                 }
             }
