@@ -41,6 +41,7 @@ mod lattice;
 
 use nalgebra::Point3;
 use ndarray::Array3;
+use rayon::prelude::*;
 
 use cells::CellSearch;
 pub(crate) use lattice::{FD_STEP, GN_HALVINGS, GN_ITERATIONS, REFINE_LEVELS, REFINE_MOVES};
@@ -286,10 +287,12 @@ pub(crate) fn setup(
         // one pass over the voxels in memory order: the largest value, and
         // whether all are finite (NaN and ±∞ fail `is_finite`, and a NaN
         // would escape a maximum)
+        let scan = |(ok, m): (bool, f32), &x: &f32| (ok & x.is_finite(), m.max(x));
         let (finite, max) = match v.data().as_slice_memory_order() {
             Some(d) => d
-                .iter()
-                .fold((true, 0.0f32), |(ok, m), &x| (ok & x.is_finite(), m.max(x))),
+                .par_chunks(1 << 16)
+                .map(|c| c.iter().fold((true, 0.0f32), scan))
+                .reduce(|| (true, 0.0f32), |a, b| (a.0 & b.0, a.1.max(b.1))),
             None => v
                 .data()
                 .iter()
@@ -358,9 +361,16 @@ pub(crate) fn finish(
     setup: GammaSetup,
     backend: BackendKind,
 ) -> Result<GammaResult> {
-    let (evaluated, passed) = gamma.iter().fold((0, 0), |(e, p), &g| {
+    let count = |(e, p): (usize, usize), &g: &f32| {
         (e + usize::from(!g.is_nan()), p + usize::from(g <= 1.0))
-    });
+    };
+    let (evaluated, passed) = match gamma.as_slice_memory_order() {
+        Some(d) => d
+            .par_chunks(1 << 16)
+            .map(|c| c.iter().fold((0, 0), count))
+            .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1)),
+        None => gamma.iter().fold((0, 0), count),
+    };
     Ok(GammaResult {
         gamma: Volume::new(reference.grid().clone(), gamma)?,
         evaluated,
