@@ -33,7 +33,7 @@
 //! half a voxel, as [`crate::grid::Volume::sample_trilinear`] does: the outer
 //! cells are half cells with repeated corner values.
 
-use super::GammaSetup;
+use super::{EvaluatedDose, GammaSetup};
 
 /// Gauss-Newton iterations per cell, and halvings of a step that does not
 /// lower γ².
@@ -291,15 +291,9 @@ impl Cell {
 }
 
 impl<'a> CellSearch<'a> {
-    /// `data`: the evaluated dose in C order (z, y, x) of `shape` (z, y, x),
-    /// first voxel centre at `origin_mm`, voxel size `spacing_mm` (x, y, z).
-    pub(crate) fn new(
-        data: &'a [f32],
-        shape: [usize; 3],
-        origin_mm: [f64; 3],
-        spacing_mm: [f64; 3],
-        s: &'a GammaSetup,
-    ) -> Self {
+    /// The search over the evaluated dose `e`.
+    pub(crate) fn new(e: &EvaluatedDose<'a>, s: &'a GammaSetup) -> Self {
+        let (data, shape, origin_mm, spacing_mm) = (e.data, e.shape, e.origin_mm, e.spacing_mm);
         let reach = s.criteria.max_gamma * s.criteria.dta_mm;
         Self {
             data,
@@ -593,18 +587,24 @@ impl<'a> CellSearch<'a> {
         }
     }
 
-    /// The global minimum over a cell that may hold several local minima, to
-    /// a relative 1e-9 of γ²: boxes are split in two along their longest
-    /// axis (in units of Δd) and dropped when a lower bound of γ² over them
-    /// reaches the best value found; boxes smaller than [`BOX_MIN`] voxels
-    /// end with a Gauss-Newton descent. Two bounds, the larger is used:
+    /// The smallest γ² in the box [lo, hi] of a cell that may hold several
+    /// local minima (updates `best`): boxes are split in two along their
+    /// longest axis (in units of Δd) and dropped when a lower bound of γ²
+    /// over them reaches the best value found (to a relative 1e-9); a box
+    /// where γ² is convex is proven by its tangent plane or ends with a
+    /// descent, and so does a box of half the search resolution
+    /// (`box_min`). The bounds:
     ///
     /// - distance and dose gap (module docs), from the box's corner doses;
     /// - the linear model around the box centre c, D_e(c + δ) = D_e(c) +
     ///   ∇D_e·δ + R with |R| ≤ ρ = Σ_{a<b} |∂²D_e/∂a∂b(c)| h_a h_b +
     ///   |∂³D_e/∂x∂y∂z| h_x h_y h_z (h: half-widths; the expansion of a
     ///   trilinear function is exact at third order), so over the box
-    ///   γ² ≥ β max(0, |D_e(c) − D_r + ∇D_e·(t_p − c)| − ρ)² / (1 + β Σ_a g_a²/w_a).
+    ///   γ² ≥ β max(0, |D_e(c) − D_r + ∇D_e·(t_p − c)| − ρ)² / (1 + β Σ_a g_a²/w_a)
+    ///   (the model's minimum over all positions);
+    /// - the same model kept in the box: G(t) = Σ w_a (t_a − t_p,a)² +
+    ///   β (|ℓ(t)| − ρ)₊² ≤ γ² is convex, so its tangent plane at the box
+    ///   point nearest the best position bounds it from below.
     fn branch_and_bound(
         &self,
         cell: &Cell,

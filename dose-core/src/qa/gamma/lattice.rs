@@ -8,7 +8,7 @@
 //! gradient, proves that no farther offset can do better), and the
 //! refinement removes most of the lattice error in steep gradients.
 
-use super::{GammaCriteria, GammaSetup};
+use super::{EvaluatedDose, GammaCriteria, GammaSetup};
 
 /// One search offset: displacement in mm (x, y, z) and its squared length
 /// over Δd².
@@ -258,15 +258,9 @@ pub(crate) struct LatticeSearch<'a> {
 }
 
 impl<'a> LatticeSearch<'a> {
-    /// `data`: the evaluated dose in C order (z, y, x) of `shape`, first
-    /// voxel centre at `origin_mm`, voxel size `spacing_mm` (x, y, z).
-    pub(crate) fn new(
-        data: &'a [f32],
-        shape: [usize; 3],
-        origin_mm: [f64; 3],
-        spacing_mm: [f64; 3],
-        s: &'a GammaSetup,
-    ) -> Self {
+    /// The search over the evaluated dose `e`.
+    pub(crate) fn new(e: &EvaluatedDose<'a>, s: &'a GammaSetup) -> Self {
+        let (data, shape, origin_mm, spacing_mm) = (e.data, e.shape, e.origin_mm, e.spacing_mm);
         let sampler = Sampler {
             data,
             shape,

@@ -251,6 +251,18 @@ impl GammaResult {
     }
 }
 
+/// The evaluated dose as the CPU searches read it.
+pub(crate) struct EvaluatedDose<'a> {
+    /// Doses (Gy) in C order (z, y, x).
+    pub(crate) data: &'a [f32],
+    /// (z, y, x).
+    pub(crate) shape: [usize; 3],
+    /// Centre of the first voxel (x, y, z), mm.
+    pub(crate) origin_mm: [f64; 3],
+    /// Voxel size (x, y, z), mm.
+    pub(crate) spacing_mm: [f64; 3],
+}
+
 /// What the CPU and GPU paths share: the validated criteria and the numbers
 /// derived from them.
 #[derive(Debug)]
@@ -417,16 +429,21 @@ pub(crate) fn gamma_cpu(
     // a standard-layout array always has a slice
     let data = flat.as_slice().unwrap_or(&[]);
     let sp = eg.spacing_mm();
-    let (shape, origin, spacing) = (eg.shape(), eg.origin_mm().coords.into(), [sp.x, sp.y, sp.z]);
+    let dose = EvaluatedDose {
+        data,
+        shape: eg.shape(),
+        origin_mm: eg.origin_mm().coords.into(),
+        spacing_mm: [sp.x, sp.y, sp.z],
+    };
     // (the continuous search starts from the previous point's minimum)
     type Search<'a> = Box<dyn Fn([f64; 3], f64, f64, &mut Option<[f64; 3]>) -> f64 + Sync + 'a>;
     let search: Search<'_> = match criteria.search {
         GammaSearch::Continuous => {
-            let cells = CellSearch::new(data, shape, origin, spacing, s);
+            let cells = CellSearch::new(&dose, s);
             Box::new(move |p, d, inv_dd2, hint| cells.min_gamma2(p, d, inv_dd2, hint))
         }
         GammaSearch::Lattice => {
-            let lattice = LatticeSearch::new(data, shape, origin, spacing, s);
+            let lattice = LatticeSearch::new(&dose, s);
             Box::new(move |p, d, inv_dd2, _| lattice.min_gamma2(p, d, inv_dd2))
         }
     };
