@@ -40,6 +40,7 @@ use std::ops::Range;
 use nalgebra::{Point3, Vector3};
 use wgpu::util::DeviceExt;
 
+use super::bind_group;
 use super::layout::{DijSpot, PbsBeam, PbsNode, PbsParams, PbsPencil};
 use super::pbs::{BeamGeometry, f64_words, node, pencil_record};
 use super::{GpuContext, buffer, dispatch_grid, gpu_error, read_back, storage_dst};
@@ -505,26 +506,18 @@ pub(crate) fn pbs_dij_tiled(
         // both entry points use every binding (the count pass reaches the
         // output arrays' stores statically)
         let all = [
-            entry(0, &params_buf),
-            entry(1, &beams_buf),
-            entry(2, &pencils),
-            entry(3, &nodes),
-            entry(7, &rows_buf),
-            entry(10, &spots),
-            entry(11, &work),
-            entry(12, &out_index),
-            entry(13, &out_value),
+            (0, &params_buf),
+            (1, &beams_buf),
+            (2, &pencils),
+            (3, &nodes),
+            (7, &rows_buf),
+            (10, &spots),
+            (11, &work),
+            (12, &out_index),
+            (13, &out_value),
         ];
-        let count_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("dij_count"),
-            layout: pipeline_layout,
-            entries: &all,
-        });
-        let fill_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("dij_fill"),
-            layout: fill_layout,
-            entries: &all,
-        });
+        let count_group = bind_group(device, "dij_count", pipeline_layout, &all);
+        let fill_group = bind_group(device, "dij_fill", fill_layout, &all);
         let n = b.spots.len();
         let bufs = BatchBuffers {
             spots,
@@ -663,13 +656,6 @@ pub(crate) fn pbs_dij_tiled(
         return Err(gpu_error(format!("GPU validation error: {e}")));
     }
     Dij::from_parts(grid.len(), n_spots, col_ptr, rows, values).map(|d| (d, stats))
-}
-
-fn entry(binding: u32, buf: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
-    wgpu::BindGroupEntry {
-        binding,
-        resource: buf.as_entire_binding(),
-    }
 }
 
 /// `v`, or one zeroed element when it is empty (bindings are never empty).

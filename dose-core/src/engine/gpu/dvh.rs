@@ -5,6 +5,7 @@
 
 use wgpu::util::DeviceExt;
 
+use super::bind_group;
 use super::layout::DvhParams;
 use super::{GpuContext, WORKGROUP_SIZE, buffer, dispatch_grid, gpu_error, read_back};
 use crate::error::Result;
@@ -112,24 +113,12 @@ pub(crate) fn histogram(
             contents: bytemuck::cast_slice(chunk),
             usage: wgpu::BufferUsages::STORAGE,
         });
-        let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("dvh_histogram"),
-            layout: &layout,
-            entries: &[
-                wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: params_buf.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 1,
-                    resource: data.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 2,
-                    resource: acc.as_entire_binding(),
-                },
-            ],
-        });
+        let group = bind_group(
+            device,
+            "dvh_histogram",
+            &layout,
+            &[(0, &params_buf), (1, &data), (2, &acc)],
+        );
         ctx.dispatch("dvh_histogram", &ctx.dvh, &group, (gx as u32, gy as u32));
     }
     ctx.copy("dvh read-back", &[(&acc, 0, &read, 0, acc_bytes)]);

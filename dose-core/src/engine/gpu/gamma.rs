@@ -4,6 +4,7 @@
 use ndarray::Array3;
 use wgpu::util::DeviceExt;
 
+use super::bind_group;
 use super::layout::GammaParams;
 use super::{GpuContext, WORKGROUP_SIZE, dispatch_grid, gpu_error, read_back};
 use crate::error::{DoseError, Result};
@@ -157,32 +158,18 @@ fn gamma_slabs(
         wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
     );
     let layout = ctx.gamma.get_bind_group_layout(0);
-    let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some("gamma"),
-        layout: &layout,
-        entries: &[
-            wgpu::BindGroupEntry {
-                binding: 0,
-                resource: params_buf.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 1,
-                resource: offsets_buf.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 2,
-                resource: ref_buf.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 3,
-                resource: eval_buf.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 4,
-                resource: out_buf.as_entire_binding(),
-            },
+    let group = bind_group(
+        device,
+        "gamma",
+        &layout,
+        &[
+            (0, &params_buf),
+            (1, &offsets_buf),
+            (2, &ref_buf),
+            (3, &eval_buf),
+            (4, &out_buf),
         ],
-    });
+    );
     let c = &s.criteria;
     let mut out = vec![0f32; rg.len()];
     let mut k0 = 0;
@@ -244,7 +231,7 @@ fn gamma_slabs(
         let e0 = elo * enx * eny;
         let e1 = (ehi + 1) * enx * eny;
         q.write_buffer(&eval_buf, 0, bytemuck::cast_slice(&eval_flat[e0..e1]));
-        ctx.dispatch("gamma", &ctx.gamma, &bind_group, (gx, gy));
+        ctx.dispatch("gamma", &ctx.gamma, &group, (gx, gy));
         let bytes = (count * 4) as u64;
         ctx.copy("gamma read-back", &[(&out_buf, 0, &read_buf, 0, bytes)]);
         read_back(ctx, &read_buf, bytes, |view| {

@@ -94,6 +94,27 @@ pub(crate) fn read_back<T>(
     Ok(out)
 }
 
+/// A bind group of whole buffers for `layout`: `(binding, buffer)` pairs.
+pub(crate) fn bind_group(
+    device: &wgpu::Device,
+    label: &str,
+    layout: &wgpu::BindGroupLayout,
+    buffers: &[(u32, &wgpu::Buffer)],
+) -> wgpu::BindGroup {
+    let entries: Vec<wgpu::BindGroupEntry<'_>> = buffers
+        .iter()
+        .map(|&(binding, buffer)| wgpu::BindGroupEntry {
+            binding,
+            resource: buffer.as_entire_binding(),
+        })
+        .collect();
+    device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some(label),
+        layout,
+        entries: &entries,
+    })
+}
+
 /// The 2D dispatch (workgroups along x, along y) of `groups` workgroups
 /// with at most `max` per dimension.
 pub(crate) fn dispatch_grid(groups: u64, max: u64) -> (u64, u64) {

@@ -51,6 +51,7 @@ use ndarray::Array3;
 use rayon::prelude::*;
 use wgpu::util::DeviceExt;
 
+use super::bind_group;
 use super::layout::{PbsBeam, PbsNode, PbsParams, PbsPencil};
 use super::{GpuContext, WORKGROUP_SIZE, buffer, gpu_error, read_back, storage_dst};
 use crate::error::{DoseError, Result};
@@ -556,26 +557,21 @@ struct Buffers {
 impl Buffers {
     fn bind(&mut self, ctx: &GpuContext) {
         let layout = ctx.pbs_dose.get_bind_group_layout(0);
-        fn entry(binding: u32, b: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
-            wgpu::BindGroupEntry {
-                binding,
-                resource: b.as_entire_binding(),
-            }
-        }
-        self.bind_group = Some(ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("pbs_dose"),
-            layout: &layout,
-            entries: &[
-                entry(0, &self.params),
-                entry(1, &self.beams),
-                entry(2, &self.pencils),
-                entry(3, &self.nodes),
-                entry(4, &self.lists),
-                entry(5, &self.dose),
-                entry(6, &self.ambiguous),
-                entry(7, &self.rows),
+        self.bind_group = Some(bind_group(
+            &ctx.device,
+            "pbs_dose",
+            &layout,
+            &[
+                (0, &self.params),
+                (1, &self.beams),
+                (2, &self.pencils),
+                (3, &self.nodes),
+                (4, &self.lists),
+                (5, &self.dose),
+                (6, &self.ambiguous),
+                (7, &self.rows),
             ],
-        }));
+        ));
     }
 
     /// Makes the tile-list buffer hold `bytes` (growing by half at least,
@@ -1369,20 +1365,12 @@ mod tests {
             bytes,
             wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         );
-        let bg = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &[
-                wgpu::BindGroupEntry {
-                    binding: 8,
-                    resource: input.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 9,
-                    resource: output.as_entire_binding(),
-                },
-            ],
-        });
+        let bg = bind_group(
+            device,
+            "",
+            &pipeline.get_bind_group_layout(0),
+            &[(8, &input), (9, &output)],
+        );
         let mut enc =
             device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
         {

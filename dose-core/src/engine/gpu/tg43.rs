@@ -4,6 +4,7 @@
 use ndarray::Array3;
 use wgpu::util::DeviceExt;
 
+use super::bind_group;
 use super::layout::{Tg43Params, Tg43Seed};
 use super::{GpuContext, WORKGROUP_SIZE, dispatch_grid, gpu_error, read_back};
 use crate::error::{DoseError, Result};
@@ -106,28 +107,17 @@ pub(crate) fn tg43_grid(
         mapped_at_creation: false,
     });
     let layout = ctx.tg43.get_bind_group_layout(0);
-    let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some("tg43"),
-        layout: &layout,
-        entries: &[
-            wgpu::BindGroupEntry {
-                binding: 0,
-                resource: params_buf.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 1,
-                resource: seed_buf.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 2,
-                resource: table_buf.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 3,
-                resource: out_buf.as_entire_binding(),
-            },
+    let group = bind_group(
+        device,
+        "tg43",
+        &layout,
+        &[
+            (0, &params_buf),
+            (1, &seed_buf),
+            (2, &table_buf),
+            (3, &out_buf),
         ],
-    });
+    );
     let origin = grid.origin_mm();
     let spacing = grid.spacing_mm();
     let mut k0 = 0;
@@ -166,7 +156,7 @@ pub(crate) fn tg43_grid(
         };
         ctx.queue
             .write_buffer(&params_buf, 0, bytemuck::bytes_of(&params));
-        ctx.dispatch("tg43", &ctx.tg43, &bind_group, (gx, gy));
+        ctx.dispatch("tg43", &ctx.tg43, &group, (gx, gy));
         let bytes = (count * 4) as u64;
         ctx.copy("tg43 read-back", &[(&out_buf, 0, &read_buf, 0, bytes)]);
         let start = k0 * nx * ny;
