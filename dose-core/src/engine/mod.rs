@@ -308,23 +308,22 @@ impl Engine {
         use crate::qa::gamma as g;
         let setup = g::setup(reference, evaluated, criteria)?;
         // the continuous search has a CPU kernel only
-        let on_gpu = criteria.search == g::GammaSearch::Lattice;
-        if !on_gpu && self.choice == BackendChoice::Gpu {
+        let has_gpu_kernel = criteria.search == g::GammaSearch::Lattice;
+        if !has_gpu_kernel && self.choice == BackendChoice::Gpu {
             return Err(DoseError::BackendUnavailable {
                 reason: "the continuous gamma search runs on the CPU only; choose the lattice search for the GPU, or the CPU or auto backend".into(),
             });
         }
         #[cfg(feature = "gpu")]
-        if !on_gpu {
-            // the CPU below
-        } else if let Some((values, ran)) =
-            self.on_gpu(100.0 * reference.grid().len() as f64, "gamma", |ctx| {
-                let planes = reference.grid().nz() as u64;
-                self.progress.report("gamma", 0, planes)?;
-                let values = gpu::gamma::gamma_grid(ctx, reference, evaluated, &setup)?;
-                self.progress.report("gamma", planes, planes)?;
-                Ok(values)
-            })?
+        if has_gpu_kernel
+            && let Some((values, ran)) =
+                self.on_gpu(100.0 * reference.grid().len() as f64, "gamma", |ctx| {
+                    let planes = reference.grid().nz() as u64;
+                    self.progress.report("gamma", 0, planes)?;
+                    let values = gpu::gamma::gamma_grid(ctx, reference, evaluated, &setup)?;
+                    self.progress.report("gamma", planes, planes)?;
+                    Ok(values)
+                })?
         {
             return g::finish(reference, values, setup, ran);
         }
