@@ -270,6 +270,7 @@ impl DoseRateTable {
 
     /// The raw table for the GPU kernel: (values, radial nodes, angular
     /// nodes, halves, r_min²).
+    #[cfg(feature = "gpu")]
     pub(crate) fn gpu_view(&self) -> (&[f32], usize, usize, usize, f64) {
         (&self.values, self.n_r, self.n_q, self.halves, self.r_min_sq)
     }

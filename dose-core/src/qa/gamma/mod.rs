@@ -44,6 +44,8 @@ use ndarray::Array3;
 use rayon::prelude::*;
 
 use cells::CellSearch;
+// the lattice search's constants, shared with its GPU port
+#[cfg(feature = "gpu")]
 pub(crate) use lattice::{FD_STEP, GN_HALVINGS, GN_ITERATIONS, REFINE_LEVELS, REFINE_MOVES};
 use lattice::{LatticeSearch, Offset, search_offsets};
 
@@ -282,6 +284,7 @@ impl GammaSetup {
     /// γ below `max_gamma`, so |r| < max_gamma·Δd; trial positions (one
     /// Gauss-Newton step or pattern move beyond, and the finite-difference
     /// stencil) stay within another max_gamma·Δd.
+    #[cfg(feature = "gpu")]
     pub(crate) fn reach_mm(&self) -> f64 {
         2.0 * self.criteria.max_gamma * self.criteria.dta_mm + 1.0
     }
