@@ -429,23 +429,13 @@ impl<'a> CellSearch<'a> {
             if d2 * self.inv_dta2 + gap * gap * inv_dd2 >= best.g2 {
                 continue;
             }
-            let mut sub = (lo, hi);
-            let mut clipped = false;
-            for a in 0..3 {
-                let r = (best.g2 / self.w[a]).sqrt();
-                if tp[a] - r > lo[a] {
-                    sub.0[a] = tp[a] - r;
-                    clipped = true;
-                }
-                if tp[a] + r < hi[a] {
-                    sub.1[a] = tp[a] + r;
-                    clipped = true;
-                }
-            }
-            let range = if clipped && best.g2.is_finite() {
-                cell.range(sub.0, sub.1)
-            } else {
+            let Some(sub) = self.within(best.g2, [lo, hi, tp]) else {
+                continue;
+            };
+            let range = if sub == [lo, hi] {
                 whole
+            } else {
+                cell.range(sub[0], sub[1])
             };
             let gap = (range[0] - d_ref).max(d_ref - range[1]).max(0.0);
             let bound = d2 * self.inv_dta2 + gap * gap * inv_dd2;
@@ -453,12 +443,12 @@ impl<'a> CellSearch<'a> {
                 continue;
             }
             let objective = self.objective(&cell, tp, d_ref, inv_dd2);
-            if cell.convex_on([sub.0, sub.1], range, d_ref, inv_dd2, self.isw, None) {
+            if cell.convex_on(sub, range, d_ref, inv_dd2, self.isw, None) {
                 // convex where it matters: the tangent-plane bound, else the
                 // descent in that part gives its minimum
-                if !self.certified(&objective, c, [sub.0, sub.1, tp], inv_dd2, &best) {
-                    let t0 = axes(|a| tp[a].clamp(sub.0[a], sub.1[a]));
-                    let (local, t, _) = self.descend(&objective, t0, [sub.0, sub.1, tp], inv_dd2);
+                if !self.certified(&objective, c, [sub[0], sub[1], tp], inv_dd2, &best) {
+                    let t0 = axes(|a| tp[a].clamp(sub[0][a], sub[1][a]));
+                    let (local, t, _) = self.descend(&objective, t0, [sub[0], sub[1], tp], inv_dd2);
                     best.offer(local, c, t);
                 }
                 continue;
@@ -518,17 +508,26 @@ impl<'a> CellSearch<'a> {
         beta: f64,
         best: &mut Best,
     ) {
+        if let Some([l, u]) = self.within(best.g2, [lo, hi, tp]) {
+            self.branch_and_bound(cell, c, [l, u, tp], d_ref, beta, best);
+        }
+    }
+
+    /// The part of the box [lo, hi] where a position can have γ² below
+    /// `g2`: within √(g2/w_a) of t_p along each axis (a box too); `None`
+    /// when that part is empty.
+    fn within(&self, g2: f64, [lo, hi, tp]: [[f64; 3]; 3]) -> Option<[[f64; 3]; 2]> {
         let mut l = lo;
         let mut u = hi;
         for a in 0..3 {
-            let r = (best.g2 / self.w[a]).sqrt();
+            let r = (g2 / self.w[a]).sqrt();
             l[a] = l[a].max(tp[a] - r);
             u[a] = u[a].min(tp[a] + r);
             if l[a] > u[a] {
-                return;
+                return None;
             }
         }
-        self.branch_and_bound(cell, c, [l, u, tp], d_ref, beta, best);
+        Some([l, u])
     }
 
     /// Cell `c`'s box [lo, hi] in its own coordinates t, the point's
