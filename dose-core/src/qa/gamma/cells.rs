@@ -50,8 +50,12 @@ pub(crate) struct CellSearch<'a> {
     inv_spacing: [f64; 3],
     /// s_a² / Δd²: the weight of a voxel step along each axis in γ².
     w: [f64; 3],
+    /// 1/w_a.
+    inv_w: [f64; 3],
     /// 1/√w_a.
     isw: [f64; 3],
+    /// s_a², mm².
+    spacing2_mm2: [f64; 3],
     inv_dta2: f64,
     reach2_mm2: f64,
     /// Half-width (voxels, per axis) at which the branch and bound stops
@@ -301,7 +305,9 @@ impl<'a> CellSearch<'a> {
             origin: origin_mm,
             inv_spacing: spacing_mm.map(|v| 1.0 / v),
             w: spacing_mm.map(|v| v * v * s.inv_dta2),
+            inv_w: spacing_mm.map(|v| 1.0 / (v * v * s.inv_dta2)),
             isw: spacing_mm.map(|v| 1.0 / (v * s.inv_dta2.sqrt())),
+            spacing2_mm2: spacing_mm.map(|v| v * v),
             inv_dta2: s.inv_dta2,
             reach2_mm2: reach * reach,
             box_min: spacing_mm.map(|v| 0.5 * s.lattice_step_mm / v),
@@ -350,7 +356,8 @@ impl<'a> CellSearch<'a> {
         // the neighbour whose face it ends on while γ² still falls outwards.
         // It finds the minimum of a smooth dose in a few cells, so that the
         // bounds below skip most others.
-        let mut walked = [[i64::MIN; 3]; WALK];
+        let mut walked = [[0i64; 3]; WALK];
+        let mut n_walked = 0;
         let (mut c, mut start) = match *hint {
             Some(h) => {
                 let qs = axes(|a| q[a] + h[a]);
@@ -359,14 +366,15 @@ impl<'a> CellSearch<'a> {
             }
             None => (home, None),
         };
-        for step in walked.iter_mut() {
+        while n_walked < WALK {
             let Some((lo, hi, tp, d2)) = self.place(c, q) else {
                 break;
             };
             if d2 > self.reach2_mm2 {
                 break;
             }
-            *step = c;
+            walked[n_walked] = c;
+            n_walked += 1;
             let cell = self.cell(c);
             let t0 = match start {
                 Some(t) => axes(|a| f64::clamp(t[a], lo[a], hi[a])),
@@ -399,9 +407,10 @@ impl<'a> CellSearch<'a> {
         }
         // the cells that can hold a position within √(best/w_a) voxels of
         // p along each axis (within reach while nothing is found)
+        let radius = best.g2.sqrt();
         let r = axes(|a| {
             if best.g2.is_finite() {
-                (best.g2 / self.w[a]).sqrt()
+                radius * self.isw[a]
             } else {
                 self.reach2_mm2.sqrt() * self.inv_spacing[a]
             }
@@ -412,7 +421,7 @@ impl<'a> CellSearch<'a> {
             (first[1]..=last[1]).flat_map(move |y| (first[0]..=last[0]).map(move |x| [x, y, z]))
         });
         for c in cells {
-            if walked.contains(&c) {
+            if walked[..n_walked].contains(&c) {
                 continue;
             }
             let Some((lo, hi, tp, d2)) = self.place(c, q) else {
@@ -519,8 +528,9 @@ impl<'a> CellSearch<'a> {
     fn within(&self, g2: f64, [lo, hi, tp]: [[f64; 3]; 3]) -> Option<[[f64; 3]; 2]> {
         let mut l = lo;
         let mut u = hi;
+        let radius = g2.sqrt();
         for a in 0..3 {
-            let r = (g2 / self.w[a]).sqrt();
+            let r = radius * self.isw[a];
             l[a] = l[a].max(tp[a] - r);
             u[a] = u[a].min(tp[a] + r);
             if l[a] > u[a] {
@@ -549,7 +559,7 @@ impl<'a> CellSearch<'a> {
             hi[a] = ((n[a] as f64 - 0.5) - ca).min(1.0);
             tp[a] = q[a] - ca;
             let out = (lo[a] - tp[a]).max(tp[a] - hi[a]).max(0.0);
-            d2 += out * out * self.w[a] / self.inv_dta2;
+            d2 += out * out * self.spacing2_mm2[a];
         }
         Some((lo, hi, tp, d2))
     }
@@ -652,8 +662,8 @@ impl<'a> CellSearch<'a> {
                 + mixed[3].abs() * h[0] * h[1] * h[2];
             let lin = vc - d_ref + (0..3).map(|a| g[a] * (tp[a] - c[a])).sum::<f64>();
             let soft = (lin.abs() - rho).max(0.0);
-            let gw = (0..3).map(|a| g[a] * g[a] / w[a]).sum::<f64>();
-            if beta * soft * soft / (1.0 + beta * gw) >= target {
+            let gw = (0..3).map(|a| g[a] * g[a] * self.inv_w[a]).sum::<f64>();
+            if beta * soft * soft >= target * (1.0 + beta * gw) {
                 continue;
             }
             // the same model kept inside the box: G(t) = Σ w_a (t_a − t_p,a)²
@@ -716,7 +726,7 @@ impl<'a> CellSearch<'a> {
         [lo, hi, tp]: [[f64; 3]; 3],
         beta: f64,
     ) -> (f64, [f64; 3], [f64; 3]) {
-        let w = self.w;
+        let (w, inv_w) = (self.w, self.inv_w);
         let (mut best, mut f, mut g) = objective.at(t);
         for _ in 0..CELL_ITERATIONS {
             // gradient of γ²/2, and the coordinates free to move
@@ -728,14 +738,14 @@ impl<'a> CellSearch<'a> {
             let mut uu = 0.0;
             for a in 0..3 {
                 if free[a] {
-                    ug += beta * g[a] * grad[a] / w[a];
-                    uu += beta * g[a] * g[a] / w[a];
+                    ug += beta * g[a] * grad[a] * inv_w[a];
+                    uu += beta * g[a] * g[a] * inv_w[a];
                 }
             }
             let k = ug / (1.0 + uu);
             let delta = axes(|a| {
                 if free[a] {
-                    -(grad[a] - g[a] * k) / w[a]
+                    -(grad[a] - g[a] * k) * inv_w[a]
                 } else {
                     0.0
                 }
@@ -748,10 +758,14 @@ impl<'a> CellSearch<'a> {
             }
             // the Gauss-Newton step, then (where clipping to the box spoils
             // it) the gradient scaled by the diagonal of the same matrix
-            let scaled = axes(|a| -grad[a] / (w[a] + beta * g[a] * g[a]));
             let mut moved = false;
             let mut decreased = false;
-            for direction in [delta, scaled] {
+            for pass in 0..2 {
+                let direction = if pass == 0 {
+                    delta
+                } else {
+                    axes(|a| -grad[a] / (w[a] + beta * g[a] * g[a]))
+                };
                 let mut step = 1.0;
                 for _ in 0..CELL_HALVINGS {
                     let tn = axes(|a| (t[a] + step * direction[a]).clamp(lo[a], hi[a]));
@@ -836,7 +850,9 @@ mod tests {
             origin: [0.0; 3],
             inv_spacing: [1.0; 3],
             w: [1.0; 3],
+            inv_w: [1.0; 3],
             isw: [1.0; 3],
+            spacing2_mm2: [1.0; 3],
             inv_dta2: 1.0,
             reach2_mm2: 1.0,
             box_min: [0.05; 3],

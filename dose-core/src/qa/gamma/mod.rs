@@ -290,6 +290,30 @@ impl GammaSetup {
     }
 }
 
+/// Whether every value is finite, and the largest value (at least 0; only
+/// meaningful when all are finite), in eight independent lanes so that the
+/// compiler can vectorise the pass.
+fn finite_max(d: &[f32]) -> (bool, f32) {
+    const LANES: usize = 8;
+    let mut max = [0.0f32; LANES];
+    let mut finite = [true; LANES];
+    let chunks = d.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for k in 0..LANES {
+            finite[k] &= c[k].is_finite();
+            max[k] = if c[k] > max[k] { c[k] } else { max[k] };
+        }
+    }
+    let tail = rest
+        .iter()
+        .fold((true, 0.0f32), |(ok, m), &x| (ok & x.is_finite(), m.max(x)));
+    (
+        finite.iter().all(|&f| f) & tail.0,
+        max.iter().fold(tail.1, |m, &x| m.max(x)),
+    )
+}
+
 /// Validates the criteria and the doses and derives the search.
 pub(crate) fn setup(
     reference: &DoseGrid,
@@ -302,11 +326,10 @@ pub(crate) fn setup(
         // one pass over the voxels in memory order: the largest value, and
         // whether all are finite (NaN and ±∞ fail `is_finite`, and a NaN
         // would escape a maximum)
-        let scan = |(ok, m): (bool, f32), &x: &f32| (ok & x.is_finite(), m.max(x));
         let (finite, max) = match v.data().as_slice_memory_order() {
             Some(d) => d
                 .par_chunks(1 << 16)
-                .map(|c| c.iter().fold((true, 0.0f32), scan))
+                .map(finite_max)
                 .reduce(|| (true, 0.0f32), |a, b| (a.0 & b.0, a.1.max(b.1))),
             None => v
                 .data()
@@ -475,21 +498,21 @@ pub(crate) fn gamma_cpu(
     let d_ref = reference.data().as_standard_layout();
     // a standard-layout array always has a slice
     let d_ref = d_ref.as_slice().unwrap_or(&[]);
+    // row by row: rows differ less in cost than planes, which keeps the
+    // threads evenly loaded (also within the batches of a progress hook)
     hook.par_chunks(
         "gamma",
         &mut out,
-        ny * nx,
+        nx,
         || (),
-        |_, k, g_slice| {
-            let plane = d_ref.get(k * ny * nx..(k + 1) * ny * nx).unwrap_or(&[]);
-            // the search's start is carried along each row only, so that γ
-            // does not depend on how the planes are shared among threads
+        |_, row, g_row| {
+            let d_row = d_ref.get(row * nx..(row + 1) * nx).unwrap_or(&[]);
+            let (k, j) = (row / ny, row % ny);
+            // the search's start is carried along the row only, so that γ
+            // does not depend on how the rows are shared among threads
             let mut hint = None;
-            for (n, (g, &d)) in g_slice.iter_mut().zip(plane).enumerate() {
-                if n % nx == 0 {
-                    hint = None;
-                }
-                *g = point_gamma([k, n / nx, n % nx], f64::from(d), &mut hint);
+            for (i, (g, &d)) in g_row.iter_mut().zip(d_row).enumerate() {
+                *g = point_gamma([k, j, i], f64::from(d), &mut hint);
             }
         },
     )?;
