@@ -81,7 +81,9 @@ fn tg43_with_progress_is_the_same_dose_and_can_be_cancelled() {
         .unwrap();
     assert_eq!(plain.data(), watched.data());
     assert_eq!(check_reports(&rec), ["TG-43 dose"]);
-    assert!(rec.seen.lock().unwrap().len() > 10);
+    // the start, then batches: the first is 1/64 of the loop and each next
+    // at most twice the last (1 + 2 + 4 + 8 + 16 < 64), so at least six
+    assert!(rec.seen.lock().unwrap().len() >= 7);
 
     let stop = recorder(4);
     let err = cpu()

@@ -53,7 +53,9 @@ def test_callbacks_see_every_stage_and_change_nothing():
     rec = Recorder()
     watched = isodose.brachy_dose(implant(), grid, backend="cpu", progress=rec).array
     np.testing.assert_array_equal(plain, watched)
-    assert rec.stages() == ["TG-43 dose"] and len(rec.calls) > 10
+    # the start, then batches: the first 1/64 of the rows, each next at most
+    # twice the last, so at least six
+    assert rec.stages() == ["TG-43 dose"] and len(rec.calls) >= 7
 
     machine = isodose.ProtonMachine.generic()
     ct, plan = water(), proton_plan()
