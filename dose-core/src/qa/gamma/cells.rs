@@ -384,7 +384,12 @@ impl<'a> CellSearch<'a> {
             let (local, t, grad) = self.descend(&objective, t0, [lo, hi, tp], inv_dd2);
             best.offer(local, c, t);
             let range = cell.corner_range();
-            if !cell.convex_on([lo, hi], range, d_ref, inv_dd2, self.isw, None) {
+            // where γ² is not convex on the whole cell, it may still be on
+            // the part that can beat the best (often far smaller)
+            if !cell.convex_on([lo, hi], range, d_ref, inv_dd2, self.isw, None)
+                && let Some(sub) = self.within(best.g2, [lo, hi, tp])
+                && !self.convex_part(&objective, c, sub, cell.range(sub[0], sub[1]), t, &mut best)
+            {
                 defer(cell, c, [lo, hi, tp], 0.0, &mut best);
             }
             // faces (inside the grid) that t rests on with γ² falling outwards
@@ -452,14 +457,7 @@ impl<'a> CellSearch<'a> {
                 continue;
             }
             let objective = self.objective(&cell, tp, d_ref, inv_dd2);
-            if cell.convex_on(sub, range, d_ref, inv_dd2, self.isw, None) {
-                // convex where it matters: the tangent-plane bound, else the
-                // descent in that part gives its minimum
-                if !self.certified(&objective, c, [sub[0], sub[1], tp], inv_dd2, &best) {
-                    let t0 = axes(|a| tp[a].clamp(sub[0][a], sub[1][a]));
-                    let (local, t, _) = self.descend(&objective, t0, [sub[0], sub[1], tp], inv_dd2);
-                    best.offer(local, c, t);
-                }
+            if self.convex_part(&objective, c, sub, range, tp, &mut best) {
                 continue;
             }
             let t0 = axes(|a| tp[a].clamp(lo[a], hi[a]));
@@ -476,6 +474,34 @@ impl<'a> CellSearch<'a> {
         }
         *hint = best.g2.is_finite().then(|| axes(|a| best.q[a] - q[a]));
         best.g2
+    }
+
+    /// Settles the part `sub` of cell `c` (dose range `range` there) if γ²
+    /// is convex on it: by the tangent-plane bound, else by a descent in
+    /// `sub` from `start` (clamped to it), whose end is then its minimum.
+    /// `false` (nothing done) where the convexity test fails.
+    fn convex_part(
+        &self,
+        objective: &Objective<'_>,
+        c: [i64; 3],
+        sub: [[f64; 3]; 2],
+        range: [f64; 2],
+        start: [f64; 3],
+        best: &mut Best,
+    ) -> bool {
+        let (beta, tp) = (objective.beta, objective.tp);
+        if !objective
+            .cell
+            .convex_on(sub, range, objective.d_ref, beta, self.isw, None)
+        {
+            return false;
+        }
+        if !self.certified(objective, c, [sub[0], sub[1], tp], beta, best) {
+            let t0 = axes(|a| start[a].clamp(sub[0][a], sub[1][a]));
+            let (local, t, _) = self.descend(objective, t0, [sub[0], sub[1], tp], beta);
+            best.offer(local, c, t);
+        }
+        true
     }
 
     /// Whether no position in the box [l, u] of cell `c` beats `best` by more
