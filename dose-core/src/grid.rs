@@ -8,7 +8,7 @@
 //! `origin + (i·sx, j·sy, k·sz)`.
 
 use nalgebra::{Point3, Vector3};
-use ndarray::Array3;
+use ndarray::{Array3, ArrayView3};
 
 use crate::error::{DoseError, Result, finite};
 
@@ -263,6 +263,62 @@ impl<T> Volume<T> {
     /// Splits into grid and data.
     pub fn into_parts(self) -> (Grid3, Array3<T>) {
         (self.grid, self.data)
+    }
+    /// A borrowed view of the volume.
+    pub fn view(&self) -> VolumeView<'_, T> {
+        VolumeView {
+            grid: &self.grid,
+            data: self.data.view(),
+        }
+    }
+}
+
+/// A grid paired with borrowed data indexed `[z, y, x]`: a volume whose
+/// values live elsewhere (another `Volume`, or a caller's array such as a
+/// NumPy array), read without a copy.
+#[derive(Debug)]
+pub struct VolumeView<'a, T> {
+    grid: &'a Grid3,
+    data: ArrayView3<'a, T>,
+}
+
+/// A borrowed dose distribution (see [`DoseGrid`]).
+pub type DoseView<'a> = VolumeView<'a, f32>;
+
+impl<T> Clone for VolumeView<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for VolumeView<'_, T> {}
+
+impl<'a, T> VolumeView<'a, T> {
+    /// Pairs `data` (shape `(nz, ny, nx)`) with `grid`; the shapes must agree.
+    pub fn new(grid: &'a Grid3, data: ArrayView3<'a, T>) -> Result<Self> {
+        let got = [data.dim().0, data.dim().1, data.dim().2];
+        if got != grid.shape() {
+            return Err(DoseError::ShapeMismatch {
+                what: "volume data",
+                expected: grid.shape(),
+                got,
+            });
+        }
+        Ok(Self { grid, data })
+    }
+    /// The grid.
+    pub fn grid(&self) -> &'a Grid3 {
+        self.grid
+    }
+    /// The data, indexed `[z, y, x]`.
+    pub fn data(&self) -> &ArrayView3<'a, T> {
+        &self.data
+    }
+}
+
+impl<'a, T> From<&'a Volume<T>> for VolumeView<'a, T> {
+    fn from(v: &'a Volume<T>) -> Self {
+        v.view()
     }
 }
 

@@ -51,4 +51,4 @@ pub use engine::{
     AUTO_GPU_MIN_WORK, BackendChoice, BackendKind, DEFAULT_DIJ_LIMIT_BYTES, Engine, Progress,
 };
 pub use error::{DoseError, Result};
-pub use grid::{CtVolume, DEFAULT_MAX_VOXELS, DoseGrid, Grid3, Volume};
+pub use grid::{CtVolume, DEFAULT_MAX_VOXELS, DoseGrid, DoseView, Grid3, Volume, VolumeView};

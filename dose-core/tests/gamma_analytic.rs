@@ -12,8 +12,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use isodose_core::qa::{GammaCriteria, GammaSearch, gamma_index};
-use isodose_core::{DoseGrid, Grid3, Volume};
-use ndarray::Array3;
+use isodose_core::{DoseError, DoseGrid, DoseView, Grid3, Volume};
+use ndarray::{Array3, ShapeBuilder, s};
 use proptest::prelude::*;
 
 fn field(grid: &Grid3, f: impl Fn([f64; 3]) -> f64) -> DoseGrid {
@@ -192,6 +192,43 @@ fn different_grids_are_resampled() {
     let want = dot(g, s).abs() / (dd * dd + dot(g, g)).sqrt();
     let n = check_interior(&reference, &evaluated, &c, 2.0, |_, _| want, 0.01);
     assert!(n > 500, "{n}");
+}
+
+/// Gamma reads borrowed doses in place (a caller's array, for example
+/// NumPy's): views of arrays in Fortran order and of a slice of a larger
+/// array give the γ of the owned volumes, value for value, with either
+/// search; a view whose shape is not its grid's is an error.
+#[test]
+fn borrowed_doses_give_the_same_gamma() {
+    let gr = Grid3::new([9, 10, 11], [2.0; 3], [-10.0, -9.0, -8.0]).unwrap();
+    let ge = Grid3::new([8, 9, 10], [2.5; 3], [-11.0, -10.0, -9.0]).unwrap();
+    let bump =
+        |p: [f64; 3], c: f64| 1.0 + 2.0 * (-(dot(p, p) - 2.0 * c * p[0] + c * c) / 60.0).exp();
+    let reference = field(&gr, |p| bump(p, 0.0));
+    let evaluated = field(&ge, |p| 1.02 * bump(p, 0.8));
+    // the reference in Fortran order; the evaluated dose inside a larger
+    // array, every other x of it
+    let mut fortran = Array3::<f32>::zeros((9, 10, 11).f());
+    fortran.assign(reference.data());
+    let mut wide = Array3::<f32>::from_elem((8, 9, 20), f32::NAN);
+    wide.slice_mut(s![.., .., ..;2]).assign(evaluated.data());
+    let r_view = DoseView::new(&gr, fortran.view()).unwrap();
+    let e_view = DoseView::new(&ge, wide.slice(s![.., .., ..;2])).unwrap();
+    for search in [GammaSearch::Continuous, GammaSearch::Lattice] {
+        let c = GammaCriteria {
+            search,
+            ..GammaCriteria::new(2.0, 2.0)
+        };
+        let owned = gamma_index(&reference, &evaluated, &c).unwrap();
+        let borrowed = gamma_index(r_view, e_view, &c).unwrap();
+        assert!(owned.evaluated_count() > 500);
+        assert_eq!(owned.evaluated_count(), borrowed.evaluated_count());
+        for (a, b) in owned.gamma().data().iter().zip(borrowed.gamma().data()) {
+            assert!(a == b || (a.is_nan() && b.is_nan()), "{search}: {a} vs {b}");
+        }
+    }
+    let err = DoseView::new(&gr, evaluated.data().view()).unwrap_err();
+    assert!(matches!(err, DoseError::ShapeMismatch { .. }), "{err}");
 }
 
 #[test]

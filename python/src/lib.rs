@@ -184,6 +184,26 @@ pub struct PyDose {
 }
 
 impl PyDose {
+    /// The array borrowed for reading in place (see [`Self::view`]).
+    fn readonly<'py>(&self, py: Python<'py>) -> PyResult<numpy::PyReadonlyArray3<'py, f32>> {
+        self.array
+            .bind(py)
+            .try_readonly()
+            .map_err(|e| errors::input_error(py, format!("the dose array cannot be read: {e}")))
+    }
+
+    /// The dose read in place through `array` (from [`Self::readonly`]): no
+    /// copy, as NumPy's own functions read their arrays with the GIL
+    /// released (a thread that writes to the array meanwhile races, as it
+    /// would with NumPy).
+    fn view<'a>(
+        &'a self,
+        py: Python<'_>,
+        array: &'a numpy::PyReadonlyArray3<'_, f32>,
+    ) -> PyResult<isodose_core::DoseView<'a>> {
+        isodose_core::DoseView::new(&self.grid, array.as_array()).py_err(py)
+    }
+
     /// A copy of the dose as the core's `DoseGrid` (the array may have been
     /// modified in place since).
     fn to_rust(&self, py: Python<'_>) -> PyResult<DoseGrid> {

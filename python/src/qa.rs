@@ -169,10 +169,12 @@ pub fn gamma(
         search_step,
         normalisation_gy,
     };
-    let r = reference.to_rust(py)?;
-    let e = evaluated.to_rust(py)?;
+    // both doses read in place, without a copy
+    let (r_array, e_array) = (reference.readonly(py)?, evaluated.readonly(py)?);
+    let r = reference.view(py, &r_array)?;
+    let e = evaluated.view(py, &e_array)?;
     let result = crate::progress::run(py, &engine, progress.as_ref(), |engine| {
-        engine.gamma(&r, &e, &criteria)
+        engine.gamma(r, e, &criteria)
     })?;
     let gamma = PyArray3::from_array(py, result.gamma().data()).unbind();
     let backend = result.backend().to_string();

@@ -299,13 +299,14 @@ impl Engine {
     /// CPU under `Auto` and is an error under `Gpu`. With `Auto`, a GPU
     /// failure falls back to the CPU with a message on stderr; with `Gpu` it
     /// is an error.
-    pub fn gamma(
+    pub fn gamma<'a>(
         &self,
-        reference: &DoseGrid,
-        evaluated: &DoseGrid,
+        reference: impl Into<crate::DoseView<'a>>,
+        evaluated: impl Into<crate::DoseView<'a>>,
         criteria: &crate::qa::GammaCriteria,
     ) -> Result<crate::qa::GammaResult> {
         use crate::qa::gamma as g;
+        let (reference, evaluated) = (reference.into(), evaluated.into());
         let setup = g::setup(reference, evaluated, criteria)?;
         // the continuous search has a CPU kernel only
         let has_gpu_kernel = criteria.search == g::GammaSearch::Lattice;

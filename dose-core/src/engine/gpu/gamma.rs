@@ -8,7 +8,7 @@ use super::bind_group;
 use super::layout::GammaParams;
 use super::{GpuContext, WORKGROUP_SIZE, dispatch_grid, gpu_error, read_back};
 use crate::error::{DoseError, Result};
-use crate::grid::DoseGrid;
+use crate::grid::DoseView;
 use crate::qa::gamma::{
     FD_STEP, GN_HALVINGS, GN_ITERATIONS, GammaSetup, REFINE_LEVELS, REFINE_MOVES,
 };
@@ -17,8 +17,8 @@ use crate::qa::gamma::{
 /// (NaN not evaluated, +∞ no evaluated dose within reach).
 pub(crate) fn gamma_grid(
     ctx: &GpuContext,
-    reference: &DoseGrid,
-    evaluated: &DoseGrid,
+    reference: DoseView<'_>,
+    evaluated: DoseView<'_>,
     s: &GammaSetup,
 ) -> Result<Array3<f32>> {
     gamma_slabs(ctx, reference, evaluated, s, 1 << 24)
@@ -28,8 +28,8 @@ pub(crate) fn gamma_grid(
 /// dispatch (besides the adapter's own limits).
 fn gamma_slabs(
     ctx: &GpuContext,
-    reference: &DoseGrid,
-    evaluated: &DoseGrid,
+    reference: DoseView<'_>,
+    evaluated: DoseView<'_>,
     s: &GammaSetup,
     slab_voxel_cap: u64,
 ) -> Result<Array3<f32>> {
@@ -288,10 +288,11 @@ mod tests {
             Volume::new(grid.clone(), d).unwrap()
         };
         let (r, ev) = (field(&g, 0.0), field(&e, 1.2));
-        let s = crate::qa::gamma::setup(&r, &ev, &GammaCriteria::new(2.0, 2.0)).unwrap();
-        let whole = gamma_slabs(&ctx, &r, &ev, &s, 1 << 24).unwrap();
+        let s =
+            crate::qa::gamma::setup(r.view(), ev.view(), &GammaCriteria::new(2.0, 2.0)).unwrap();
+        let whole = gamma_slabs(&ctx, r.view(), ev.view(), &s, 1 << 24).unwrap();
         for planes in [1u64, 3] {
-            let sliced = gamma_slabs(&ctx, &r, &ev, &s, planes * 110).unwrap();
+            let sliced = gamma_slabs(&ctx, r.view(), ev.view(), &s, planes * 110).unwrap();
             for (a, b) in whole.iter().zip(sliced.iter()) {
                 assert!(a == b || (a.is_nan() && b.is_nan()), "{planes}: {a} vs {b}");
             }

@@ -52,7 +52,7 @@ use lattice::{LatticeSearch, Offset, search_offsets};
 use crate::engine::BackendKind;
 use crate::engine::progress::Hook;
 use crate::error::{DoseError, Result};
-use crate::grid::{DoseGrid, Volume};
+use crate::grid::{DoseView, Volume};
 
 /// How the minimum over positions is searched.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -315,9 +315,9 @@ fn finite_max(d: &[f32]) -> (bool, f32) {
 }
 
 /// Validates the criteria and the doses and derives the search.
-pub(crate) fn setup(
-    reference: &DoseGrid,
-    evaluated: &DoseGrid,
+pub(crate) fn setup<'a>(
+    reference: DoseView<'a>,
+    evaluated: DoseView<'a>,
     criteria: &GammaCriteria,
 ) -> Result<GammaSetup> {
     criteria.validate()?;
@@ -394,7 +394,7 @@ pub(crate) fn setup(
 
 /// Counts and wraps a gamma array computed on the reference grid.
 pub(crate) fn finish(
-    reference: &DoseGrid,
+    reference: DoseView<'_>,
     gamma: Array3<f32>,
     setup: GammaSetup,
     backend: BackendKind,
@@ -423,13 +423,17 @@ pub(crate) fn finish(
 /// reference grid, on the CPU (the reference implementation; see
 /// [`crate::Engine::gamma`] for the backend choice).
 ///
+/// The doses are a [`crate::DoseGrid`] each (`&dose`) or borrowed views
+/// ([`DoseView`]), read without a copy.
+///
 /// Errors: invalid criteria, non-finite doses, a reference without any dose
 /// above zero (global normalisation), or grids that do not overlap.
-pub fn gamma_index(
-    reference: &DoseGrid,
-    evaluated: &DoseGrid,
+pub fn gamma_index<'a>(
+    reference: impl Into<DoseView<'a>>,
+    evaluated: impl Into<DoseView<'a>>,
     criteria: &GammaCriteria,
 ) -> Result<GammaResult> {
+    let (reference, evaluated) = (reference.into(), evaluated.into());
     let s = setup(reference, evaluated, criteria)?;
     let gamma = gamma_cpu(reference, evaluated, &s, &Hook::default())?;
     finish(
@@ -444,8 +448,8 @@ pub fn gamma_index(
 
 /// The CPU kernel: γ of every reference voxel.
 pub(crate) fn gamma_cpu(
-    reference: &DoseGrid,
-    evaluated: &DoseGrid,
+    reference: DoseView<'_>,
+    evaluated: DoseView<'_>,
     s: &GammaSetup,
     hook: &Hook,
 ) -> Result<Array3<f32>> {
