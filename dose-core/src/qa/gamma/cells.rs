@@ -88,6 +88,43 @@ fn axes<T>(mut f: impl FnMut(usize) -> T) -> [T; 3] {
 /// (γ to 5 × 10⁻⁷).
 const CERTIFY_TOL: f64 = 1e-6;
 
+/// An upper bound (to a relative 1e-9) of the spectral norm of the
+/// symmetric matrix [[0, a, b], [a, 0, c], [b, c, 0]]: its eigenvalues are
+/// the roots of λ³ − pλ − q (p = a² + b² + c², q = 2abc), real and summing
+/// to zero, so the largest in magnitude is the largest root of
+/// λ³ − pλ − |q|. Newton's method from 2√(p/3), which lies above that root
+/// (the three roots are real, so |q| ≤ 2 (p/3)^{3/2}), stays above it (the
+/// cubic is convex and increasing there).
+fn zero_diagonal_norm(a: f64, b: f64, c: f64) -> f64 {
+    let p = a * a + b * b + c * c;
+    if p == 0.0 {
+        return 0.0;
+    }
+    let q = 2.0 * (a * b * c).abs();
+    let mut x = 2.0 * (p / 3.0).sqrt();
+    for _ in 0..4 {
+        let slope = 3.0 * x * x - p;
+        if slope <= 0.0 {
+            break;
+        }
+        x -= (x * (x * x - p) - q) / slope;
+    }
+    x * (1.0 + 1e-9)
+}
+
+/// What [`Cell::convex_on`] proves on a box.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Convexity {
+    /// γ² itself is convex there: a descent reaches its minimum.
+    Gamma2,
+    /// Only the lower bound Ĝ ≤ γ² with the dose term capped at φ₀ is
+    /// convex there (see [`Cell::convex_on`]): its tangent plane bounds γ²
+    /// from below, but a descent of γ² proves nothing.
+    Capped,
+    /// Neither is proven.
+    Unknown,
+}
+
 /// The smallest γ² found for one point, and where.
 struct Best {
     g2: f64,
@@ -158,14 +195,26 @@ impl Cell {
     /// of Ĥ across the gradient has to be small: with u = ĝ(c)/|ĝ(c)| at the
     /// box centre c, e ≥ |ĝ(t) − ĝ(c)| and κ∥ ≥ |uᵀĤu|, κ× ≥ |Ĥu − (uᵀĤu) u|,
     /// κ⊥ ≥ ‖Ĥ restricted to u⊥‖ on the box (values at c plus a margin
-    /// m ≥ ‖Ĥ(t) − Ĥ(c)‖_F), a unit v = α u + v⊥ gives
+    /// m ≥ ‖Ĥ(t) − Ĥ(c)‖₂), a unit v = α u + v⊥ gives
     ///
     /// vᵀMv ≥ P + Q α² − 2 R |α|, P = 1 − βφκ⊥, Q = β (|ĝ(c)|² − φκ∥),
     /// R = β (e |ĝ(c)| + φκ×),
     ///
     /// (using (x − e)₊² ≥ x² − 2ex), and M ⪰ 0 when that quadratic is ≥ 0
-    /// on [0, 1]. `centre_gradient`: ∇D_e at the box centre, if the caller
-    /// has it.
+    /// on [0, 1]. The norms are spectral: Ĥ has a zero diagonal, so its
+    /// eigenvalues solve λ³ − pλ − q = 0 ([`zero_diagonal_norm`]), the
+    /// restriction to u⊥ has trace −uᵀĤu (its two eigenvalues follow from
+    /// trace and Frobenius norm), and ‖·‖₂ ≤ √(2/3) ‖·‖_F for the change.
+    /// `centre_gradient`: ∇D_e at the box centre, if the caller has it.
+    ///
+    /// **Capped.** A position can beat the best value B only where
+    /// β f² < B, |f| < φ₀ = √(B/β). With the Huber function
+    /// H(f) = f² for |f| ≤ φ₀ and 2φ₀|f| − φ₀² beyond (H ≤ f², convex, C¹),
+    /// Ĝ = Σ w_a (t_a − t_p,a)² + β H(f) ≤ γ², equal to γ² wherever |f| ≤ φ₀,
+    /// and its Hessian / 2 is ⪰ I + β clamp(f, ±φ₀) Ĥ: Ĝ is convex on the box
+    /// when β min(φ, φ₀) ‖Ĥ‖₂ ≤ 1, however far the box's doses stray from
+    /// D_r. `phi0`: φ₀ (+∞ while nothing is found).
+    #[allow(clippy::too_many_arguments)]
     fn convex_on(
         &self,
         [l, u]: [[f64; 3]; 2],
@@ -174,7 +223,8 @@ impl Cell {
         beta: f64,
         isw: [f64; 3],
         centre_gradient: Option<[f64; 3]>,
-    ) -> bool {
+        phi0: f64,
+    ) -> Convexity {
         let m = self.mixed();
         let phi = (dmax - d_ref).abs().max((dmin - d_ref).abs());
         let c = axes(|a| 0.5 * (l[a] + u[a]));
@@ -183,38 +233,53 @@ impl Cell {
         let txy = m[0] + m[3] * c[2];
         let txz = m[1] + m[3] * c[1];
         let tyz = m[2] + m[3] * c[0];
-        // scaled Hessian at c, and the Frobenius bound of its change
+        // scaled Hessian at c, and the bound of its change over the box
         let hs = [
             [0.0, txy * (isw[0] * isw[1]), txz * (isw[0] * isw[2])],
             [txy * (isw[0] * isw[1]), 0.0, tyz * (isw[1] * isw[2])],
             [txz * (isw[0] * isw[2]), tyz * (isw[1] * isw[2]), 0.0],
         ];
-        let margin = (2.0
+        let margin = (4.0 / 3.0
             * ((m[3] * h[2] * isw[0] * isw[1]).powi(2)
                 + (m[3] * h[1] * isw[0] * isw[2]).powi(2)
                 + (m[3] * h[0] * isw[1] * isw[2]).powi(2)))
         .sqrt();
         let frob2 = 2.0 * (hs[0][1].powi(2) + hs[0][2].powi(2) + hs[1][2].powi(2));
-        // without a gradient to lean on: β φ ‖Ĥ‖ ≤ 1 over the box
-        if beta * phi * (frob2.sqrt() + margin) <= 1.0 {
-            return true;
+        // without a gradient to lean on: β φ ‖Ĥ‖₂ ≤ 1 over the box, where
+        // √p ≤ ‖Ĥ‖₂ ≤ 2√(p/3) (p = frob2 / 2) before the exact root
+        let small = |phi: f64| {
+            let bound = |norm: f64| beta * phi * (norm + margin) <= 1.0;
+            bound((2.0 / 3.0 * frob2).sqrt())
+                || (bound((0.5 * frob2).sqrt())
+                    && bound(zero_diagonal_norm(hs[0][1], hs[0][2], hs[1][2])))
+        };
+        if small(phi) {
+            return Convexity::Gamma2;
         }
+        // failing the tests for γ², Ĝ (the dose term capped at φ₀ < φ)
+        let capped = || {
+            if phi0 < phi && small(phi0) {
+                Convexity::Capped
+            } else {
+                Convexity::Unknown
+            }
+        };
         let g = centre_gradient.unwrap_or_else(|| self.value_grad(c).1);
         let gs = axes(|a| g[a] * isw[a]);
         let gn = (gs[0] * gs[0] + gs[1] * gs[1] + gs[2] * gs[2]).sqrt();
         if gn == 0.0 {
-            return false;
+            return capped();
         }
         let un = axes(|a| gs[a] / gn);
         let hu = axes(|a| (0..3).map(|b| hs[a][b] * un[b]).sum::<f64>());
         let k_par = (0..3).map(|a| un[a] * hu[a]).sum::<f64>();
         let cross2 = (0..3).map(|a| (hu[a] - k_par * un[a]).powi(2)).sum::<f64>();
+        // the 2 × 2 restriction to u⊥: trace −k_par, squared Frobenius norm
+        // perp2, so its larger |eigenvalue| is (|k_par| + √(2 perp2 − k_par²))/2
         let perp2 = (frob2 - k_par * k_par - 2.0 * cross2).max(0.0);
-        let (k_par, k_cross, k_perp) = (
-            k_par.abs() + margin,
-            cross2.sqrt() + margin,
-            perp2.sqrt() + margin,
-        );
+        let perp = 0.5 * (k_par.abs() + (2.0 * perp2 - k_par * k_par).max(0.0).sqrt());
+        let (k_par, k_cross, k_perp) =
+            (k_par.abs() + margin, cross2.sqrt() + margin, perp + margin);
         // how far the scaled gradient moves over the box
         let dg = [
             (txy.abs() * h[1] + txz.abs() * h[2] + m[3].abs() * h[1] * h[2]) * isw[0],
@@ -226,10 +291,14 @@ impl Cell {
         let q = beta * (gn * gn - phi * k_par);
         let r = beta * (e * gn + phi * k_cross);
         if p < 0.0 || p + q - 2.0 * r < 0.0 {
-            return false;
+            return capped();
         }
         // the interior minimum of P + Q α² − 2 R α, if it lies in (0, 1)
-        !(q > 0.0 && r > 0.0 && r < q && p - r * r / q < 0.0)
+        if q > 0.0 && r > 0.0 && r < q && p - r * r / q < 0.0 {
+            capped()
+        } else {
+            Convexity::Gamma2
+        }
     }
 
     /// The lowest and highest corner dose of the cell (also of an outer
@@ -386,7 +455,9 @@ impl<'a> CellSearch<'a> {
             let range = cell.corner_range();
             // where γ² is not convex on the whole cell, it may still be on
             // the part that can beat the best (often far smaller)
-            if !cell.convex_on([lo, hi], range, d_ref, inv_dd2, self.isw, None)
+            let phi0 = (best.g2 / inv_dd2).sqrt();
+            if cell.convex_on([lo, hi], range, d_ref, inv_dd2, self.isw, None, phi0)
+                != Convexity::Gamma2
                 && let Some(sub) = self.within(best.g2, [lo, hi, tp])
                 && !self.convex_part(&objective, c, sub, cell.range(sub[0], sub[1]), t, &mut best)
             {
@@ -478,8 +549,9 @@ impl<'a> CellSearch<'a> {
 
     /// Settles the part `sub` of cell `c` (dose range `range` there) if γ²
     /// is convex on it: by the tangent-plane bound, else by a descent in
-    /// `sub` from `start` (clamped to it), whose end is then its minimum.
-    /// `false` (nothing done) where the convexity test fails.
+    /// `sub` from `start` (clamped to it), whose end is then its minimum; or
+    /// if only the capped lower bound Ĝ is convex, by Ĝ's tangent plane.
+    /// `false` (nothing settled) otherwise.
     fn convex_part(
         &self,
         objective: &Objective<'_>,
@@ -490,13 +562,18 @@ impl<'a> CellSearch<'a> {
         best: &mut Best,
     ) -> bool {
         let (beta, tp) = (objective.beta, objective.tp);
-        if !objective
+        let phi0 = (best.g2 / beta).sqrt();
+        match objective
             .cell
-            .convex_on(sub, range, objective.d_ref, beta, self.isw, None)
+            .convex_on(sub, range, objective.d_ref, beta, self.isw, None, phi0)
         {
-            return false;
+            Convexity::Gamma2 => {}
+            Convexity::Capped => {
+                return self.certified(objective, c, [sub[0], sub[1], tp], phi0, best);
+            }
+            Convexity::Unknown => return false,
         }
-        if !self.certified(objective, c, [sub[0], sub[1], tp], beta, best) {
+        if !self.certified(objective, c, [sub[0], sub[1], tp], f64::INFINITY, best) {
             let t0 = axes(|a| start[a].clamp(sub[0][a], sub[1][a]));
             let (local, t, _) = self.descend(objective, t0, [sub[0], sub[1], tp], beta);
             best.offer(local, c, t);
@@ -512,19 +589,24 @@ impl<'a> CellSearch<'a> {
     /// γ²(t̂) + Σ_a min(∂_aγ²(t̂) (l_a − t̂_a), ∂_aγ²(t̂) (u_a − t̂_a)),
     /// is a lower bound. t̂ is the box point nearest the best position found,
     /// where the plane is tightest when the two cells share the minimum.
+    /// With a finite `phi0` the plane is that of the capped lower bound Ĝ
+    /// (see [`Cell::convex_on`]; the caller has proven Ĝ convex on the box).
     fn certified(
         &self,
         objective: &Objective<'_>,
         c: [i64; 3],
         [l, u, tp]: [[f64; 3]; 3],
-        beta: f64,
+        phi0: f64,
         best: &Best,
     ) -> bool {
+        let beta = objective.beta;
         let t = axes(|a| (best.q[a] - c[a] as f64).clamp(l[a], u[a]));
         let (value, f, g) = objective.at(t);
-        let mut low = value;
+        // Ĝ and its gradient: H(f) = f² within ±φ₀, 2φ₀|f| − φ₀² beyond
+        let fc = f.clamp(-phi0, phi0);
+        let mut low = value - beta * (f - fc) * (f - fc);
         for a in 0..3 {
-            let slope = 2.0 * (self.w[a] * (t[a] - tp[a]) + beta * f * g[a]);
+            let slope = 2.0 * (self.w[a] * (t[a] - tp[a]) + beta * fc * g[a]);
             low += (slope * (l[a] - t[a])).min(slope * (u[a] - t[a]));
         }
         low >= best.g2 * (1.0 - CERTIFY_TOL)
@@ -715,8 +797,13 @@ impl<'a> CellSearch<'a> {
             let start = if fn_ <= fc { near } else { c };
             best.offer(fn_, c_idx, near);
             best.offer(fc, c_idx, c);
-            let convex = cell.convex_on([l, u], [dmin, dmax], d_ref, beta, self.isw, Some(g));
-            if convex && self.certified(objective, c_idx, [l, u, tp], beta, best) {
+            let phi0 = (best.g2 / beta).sqrt();
+            let proven = cell.convex_on([l, u], [dmin, dmax], d_ref, beta, self.isw, Some(g), phi0);
+            let convex = proven == Convexity::Gamma2;
+            let cap = if convex { f64::INFINITY } else { phi0 };
+            if proven != Convexity::Unknown
+                && self.certified(objective, c_idx, [l, u, tp], cap, best)
+            {
                 continue;
             }
             if convex || (0..3).all(|a| h[a] <= self.box_min[a]) || depth + 2 > stack.len() {
@@ -853,6 +940,98 @@ mod tests {
                 assert!(v >= lo - 1e-12 && v <= hi + 1e-12);
             }
         }
+    }
+
+    /// The spectral-norm bound of a zero-diagonal symmetric matrix is above
+    /// the largest |eigenvalue| (nalgebra's symmetric eigensolver) and
+    /// within 1e-6 of it.
+    #[test]
+    fn zero_diagonal_norm_bounds_the_eigenvalues() {
+        let mut state = 7u64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+        };
+        for k in 0..2000 {
+            // some with one or two zero entries (the planar cases)
+            let [a, b, c] =
+                [next(), next(), next()].map(|v| if k % 5 == 0 && v < 0.0 { 0.0 } else { v });
+            let m = nalgebra::Matrix3::new(0.0, a, b, a, 0.0, c, b, c, 0.0);
+            let exact = m
+                .symmetric_eigenvalues()
+                .iter()
+                .fold(0.0f64, |n, v| n.max(v.abs()));
+            let bound = zero_diagonal_norm(a, b, c);
+            assert!(bound >= exact, "{a} {b} {c}: {bound} < {exact}");
+            assert!(
+                bound <= exact * (1.0 + 1e-6) + 1e-15,
+                "{a} {b} {c}: {bound} vs {exact}"
+            );
+        }
+        assert_eq!(zero_diagonal_norm(0.0, 0.0, 0.0), 0.0);
+    }
+
+    /// What the convexity test claims holds: where it proves γ² convex on a
+    /// box, γ² is midpoint-convex along random segments of the box; where it
+    /// proves only the capped lower bound Ĝ convex, Ĝ is, and Ĝ ≤ γ².
+    #[test]
+    fn convexity_claims_hold_on_random_boxes() {
+        let mut state = 4242u64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let w = [1.0, 0.7, 1.4];
+        let isw = w.map(|v: f64| 1.0 / v.sqrt());
+        let (mut gamma2, mut capped) = (0, 0);
+        for _ in 0..4000 {
+            let cell = Cell(std::array::from_fn(|_| 1.0 + 0.4 * (next() - 0.5)));
+            let l = axes(|_| next() * 0.7);
+            let u = axes(|a| l[a] + 0.05 + next() * 0.25);
+            let tp = axes(|_| next() * 2.0 - 0.5);
+            let d_ref = 1.0 + 0.3 * (next() - 0.5);
+            let beta = 10f64.powf(1.0 + 2.5 * next());
+            let phi0 = 0.2 * next() * next();
+            let range = cell.range(l, u);
+            let proven = cell.convex_on([l, u], range, d_ref, beta, isw, None, phi0);
+            let cap = match proven {
+                Convexity::Gamma2 => f64::INFINITY,
+                Convexity::Capped => phi0,
+                Convexity::Unknown => continue,
+            };
+            if cap.is_finite() {
+                capped += 1;
+            } else {
+                gamma2 += 1;
+            }
+            let lower = |t: [f64; 3]| {
+                let f = cell.value_grad(t).0 - d_ref;
+                let fa = f.abs();
+                let h = if fa <= cap {
+                    f * f
+                } else {
+                    2.0 * cap * fa - cap * cap
+                };
+                let dist: f64 = (0..3).map(|a| w[a] * (t[a] - tp[a]).powi(2)).sum();
+                (dist + beta * h, dist + beta * f * f)
+            };
+            for _ in 0..20 {
+                let a = axes(|k| l[k] + next() * (u[k] - l[k]));
+                let b = axes(|k| l[k] + next() * (u[k] - l[k]));
+                let mid = axes(|k| 0.5 * (a[k] + b[k]));
+                let (ga, gb, gm) = (lower(a), lower(b), lower(mid));
+                assert!(
+                    gm.0 <= 0.5 * (ga.0 + gb.0) + 1e-9 * (1.0 + ga.0 + gb.0),
+                    "{proven:?}"
+                );
+                assert!(gm.0 <= gm.1 + 1e-12);
+            }
+        }
+        assert!(gamma2 > 100 && capped > 100, "{gamma2} {capped}");
     }
 
     /// On 2000 random, strongly non-linear cells (corner doses spread over
