@@ -247,28 +247,55 @@ impl Cell {
         let frob2 = 2.0 * (hs[0][1].powi(2) + hs[0][2].powi(2) + hs[1][2].powi(2));
         // without a gradient to lean on: β φ ‖Ĥ‖₂ ≤ 1 over the box, where
         // √p ≤ ‖Ĥ‖₂ ≤ 2√(p/3) (p = frob2 / 2) before the exact root
-        let small = |phi: f64| {
-            let bound = |norm: f64| beta * phi * (norm + margin) <= 1.0;
-            bound((2.0 / 3.0 * frob2).sqrt())
-                || (bound((0.5 * frob2).sqrt())
-                    && bound(zero_diagonal_norm(hs[0][1], hs[0][2], hs[1][2])))
+        let (upper, lower) = ((2.0 / 3.0 * frob2).sqrt(), (0.5 * frob2).sqrt());
+        let mut exact = None;
+        let mut small = |phi: f64| {
+            if beta * phi * (upper + margin) <= 1.0 {
+                return true;
+            }
+            if beta * phi * (lower + margin) > 1.0 {
+                return false;
+            }
+            let norm =
+                *exact.get_or_insert_with(|| zero_diagonal_norm(hs[0][1], hs[0][2], hs[1][2]));
+            beta * phi * (norm + margin) <= 1.0
         };
         if small(phi) {
             return Convexity::Gamma2;
         }
+        let curvature = ([txy, txz, tyz], &hs, frob2, margin);
+        if self.convex_along_gradient([l, u], phi, beta, isw, curvature, centre_gradient) {
+            return Convexity::Gamma2;
+        }
         // failing the tests for γ², Ĝ (the dose term capped at φ₀ < φ)
-        let capped = || {
-            if phi0 < phi && small(phi0) {
-                Convexity::Capped
-            } else {
-                Convexity::Unknown
-            }
-        };
+        if phi0 < phi && small(phi0) {
+            Convexity::Capped
+        } else {
+            Convexity::Unknown
+        }
+    }
+
+    /// The gradient-aware part of [`Self::convex_on`] for γ² on the box
+    /// [l, u] (|f| ≤ `phi`); `curvature`: the mixed partials at the centre,
+    /// the scaled Hessian there, its squared Frobenius norm and the spectral
+    /// margin of its change over the box.
+    fn convex_along_gradient(
+        &self,
+        [l, u]: [[f64; 3]; 2],
+        phi: f64,
+        beta: f64,
+        isw: [f64; 3],
+        ([txy, txz, tyz], hs, frob2, margin): ([f64; 3], &[[f64; 3]; 3], f64, f64),
+        centre_gradient: Option<[f64; 3]>,
+    ) -> bool {
+        let m = self.mixed();
+        let c = axes(|a| 0.5 * (l[a] + u[a]));
+        let h = axes(|a| 0.5 * (u[a] - l[a]));
         let g = centre_gradient.unwrap_or_else(|| self.value_grad(c).1);
         let gs = axes(|a| g[a] * isw[a]);
         let gn = (gs[0] * gs[0] + gs[1] * gs[1] + gs[2] * gs[2]).sqrt();
         if gn == 0.0 {
-            return capped();
+            return false;
         }
         let un = axes(|a| gs[a] / gn);
         let hu = axes(|a| (0..3).map(|b| hs[a][b] * un[b]).sum::<f64>());
@@ -291,14 +318,10 @@ impl Cell {
         let q = beta * (gn * gn - phi * k_par);
         let r = beta * (e * gn + phi * k_cross);
         if p < 0.0 || p + q - 2.0 * r < 0.0 {
-            return capped();
+            return false;
         }
         // the interior minimum of P + Q α² − 2 R α, if it lies in (0, 1)
-        if q > 0.0 && r > 0.0 && r < q && p - r * r / q < 0.0 {
-            capped()
-        } else {
-            Convexity::Gamma2
-        }
+        !(q > 0.0 && r > 0.0 && r < q && p - r * r / q < 0.0)
     }
 
     /// The lowest and highest corner dose of the cell (also of an outer
@@ -844,8 +867,8 @@ impl<'a> CellSearch<'a> {
         for _ in 0..CELL_ITERATIONS {
             // gradient of γ²/2, and the coordinates free to move
             let grad = axes(|a| w[a] * (t[a] - tp[a]) + beta * f * g[a]);
-            let free = [0, 1, 2]
-                .map(|a| !((t[a] <= lo[a] && grad[a] > 0.0) || (t[a] >= hi[a] && grad[a] < 0.0)));
+            let free =
+                axes(|a| !((t[a] <= lo[a] && grad[a] > 0.0) || (t[a] >= hi[a] && grad[a] < 0.0)));
             // (D + β g gᵀ) δ = −grad on the free coordinates
             let mut ug = 0.0;
             let mut uu = 0.0;
