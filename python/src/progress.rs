@@ -1,10 +1,11 @@
 //! Progress callbacks and Ctrl-C for the long computations.
 //!
 //! Every dose, dij and gamma call runs with a [`PyProgress`] hook on its
-//! engine. The core calls it between batches of work on the calling thread
-//! (the interpreter's thread, with the GIL released), so the hook can take
-//! the GIL back briefly to check for signals (Ctrl-C raises
-//! `KeyboardInterrupt` within one batch, about 1/64 of a stage) and call the
+//! engine. The core calls it on the calling thread (the interpreter's
+//! thread, with the GIL released) at the start and end of each stage and
+//! every 50 ms while the workers run, so the hook can take the GIL back
+//! briefly to check for signals (Ctrl-C raises `KeyboardInterrupt` within
+//! about 50 ms) and call the
 //! user's `progress` callable with `(stage, done, total)`. Whatever the
 //! callback raises stops the computation and is re-raised unchanged.
 

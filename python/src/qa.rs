@@ -2,10 +2,10 @@
 //! dose-volume histograms and contoured structures (`isodose_core::qa`), and
 //! the RTSTRUCT reader that gives structures (`isodose_dicom::read_rtstruct`).
 //!
-//! Thin wrappers: inputs are converted once (doses copied out of their NumPy
-//! arrays), the computation runs with the GIL released, and results go back
-//! as NumPy arrays or plain numbers. The gamma index reports progress and
-//! stops on Ctrl-C between batches of planes (`crate::progress`).
+//! Thin wrappers: inputs are converted once (the gamma index reads both
+//! doses in place; the DVH copies its dose), the computation runs with the
+//! GIL released, and results go back as NumPy arrays or plain numbers. The
+//! gamma index reports progress and stops on Ctrl-C (`crate::progress`).
 
 use std::borrow::Cow;
 

@@ -3,18 +3,22 @@
 //! A caller that wants to see a computation advance, or to stop it (Ctrl-C
 //! in a notebook, a Cancel button in a planning system), gives the engine a
 //! [`Progress`] hook ([`crate::Engine::with_progress`]). The CPU backend then
-//! runs its parallel loops in batches, one after the other, and calls the
-//! hook between batches **on the calling thread** (never on a rayon worker),
-//! so a hook may take locks or re-enter an interpreter that only answers on
-//! its main thread. A hook that returns `false` stops the computation at the
-//! end of the current batch with [`DoseError::Cancelled`]: no partial dose is
-//! ever returned. Without a hook a loop runs as one batch, as fast as before.
+//! runs each parallel loop on the rayon pool from a helper thread while the
+//! **calling thread** (never a rayon worker) calls the hook: at the start,
+//! every 50 ms, and at the end. A hook may therefore take locks or re-enter
+//! an interpreter that only answers on its main thread. A hook that returns
+//! `false` makes the workers skip the loop's remaining items, and the
+//! computation ends with [`DoseError::Cancelled`]: no partial dose is ever
+//! returned. The loop itself is the same rayon job with or without a hook,
+//! so watching costs one thread and a report every 50 ms.
 //!
 //! The GPU backend dispatches whole slabs; it reports when it starts and when
 //! it has finished, and stops between a computation's stages.
 
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::Duration;
 
 use rayon::prelude::*;
 
@@ -42,52 +46,27 @@ impl fmt::Debug for Hook {
     }
 }
 
-/// Most batches a loop is cut into when a hook listens: fine enough for a
-/// smooth bar and a prompt stop (a batch is at most 1/64 of the loop or
-/// about [`BATCH_TIME`]), coarse enough that the joins between batches (the
-/// threads idle until the slowest one finishes, then wake) cost little.
-const BATCHES: usize = 64;
+/// How often the calling thread reports while the workers run.
+const REPORT_EVERY: Duration = Duration::from_millis(50);
 
-/// The time a batch grows towards: a loop whose first batches run faster
-/// takes fewer, larger batches (a short computation is not slowed by 64
-/// joins), while a report still comes about this often.
-const BATCH_TIME: Duration = Duration::from_millis(50);
-
-/// Batch sizes for one loop under a hook: the first is 1/[`BATCHES`] of the
-/// loop; each next one is the size that would have taken [`BATCH_TIME`] at
-/// the previous batch's pace, at most twice the previous size (the pace may
-/// change along the loop) and never below the first.
-struct Batches {
-    first: usize,
-    next: usize,
-    started: Instant,
+/// What the workers of a watched loop share with the calling thread: items
+/// finished, and whether to skip the rest.
+#[derive(Default)]
+struct Watch {
+    done: AtomicUsize,
+    stop: AtomicBool,
 }
 
-impl Batches {
-    fn new(first: usize) -> Self {
-        Self {
-            first,
-            next: first,
-            started: Instant::now(),
+impl Watch {
+    /// Runs item work `f` unless the loop was stopped; counts it.
+    #[inline]
+    fn item<R>(&self, f: impl FnOnce() -> R) -> Option<R> {
+        if self.stop.load(Ordering::Relaxed) {
+            return None;
         }
-    }
-
-    /// The size of the next batch, `remaining` items being left; starts its
-    /// clock.
-    fn take(&mut self, remaining: usize) -> usize {
-        self.started = Instant::now();
-        self.next.min(remaining)
-    }
-
-    /// The batch of `len` items just finished: sizes the next one.
-    fn finished(&mut self, len: usize) {
-        let took = self.started.elapsed().as_secs_f64();
-        let paced = if took > 0.0 {
-            (len as f64 * BATCH_TIME.as_secs_f64() / took) as usize
-        } else {
-            usize::MAX
-        };
-        self.next = paced.min(len.saturating_mul(2)).max(self.first);
+        let r = f();
+        self.done.fetch_add(1, Ordering::Relaxed);
+        Some(r)
     }
 }
 
@@ -102,19 +81,65 @@ impl Hook {
         }
     }
 
-    /// The batches of a loop over `items` items (one batch of all of them
-    /// without a hook).
-    fn batches(&self, items: usize) -> Batches {
-        Batches::new(match self.0 {
-            Some(_) => items.div_ceil(BATCHES).max(1),
-            None => items.max(1),
-        })
+    /// Runs `job`, a parallel loop over `total` items whose items go through
+    /// [`Watch::item`], as one rayon job. With a hook, the job runs on a
+    /// helper thread while the calling thread reports at the start, every
+    /// [`REPORT_EVERY`] and at the end; a hook that says stop makes the
+    /// workers skip the remaining items and gives `Cancelled`. Called from a
+    /// rayon worker (which must not block waiting for the pool), the job runs
+    /// in place and the hook hears only the start and the end.
+    fn watched<R: Send>(
+        &self,
+        stage: &str,
+        total: usize,
+        job: impl FnOnce(&Watch) -> R + Send,
+    ) -> Result<R> {
+        let watch = Watch::default();
+        if self.0.is_none() {
+            return Ok(job(&watch));
+        }
+        let total_u64 = total as u64;
+        self.report(stage, 0, total_u64)?;
+        if rayon::current_thread_index().is_some() {
+            let r = job(&watch);
+            self.report(stage, total_u64, total_u64)?;
+            return Ok(r);
+        }
+        let (finished, wait) = mpsc::channel::<()>();
+        let (joined, cancelled) = std::thread::scope(|scope| {
+            let worker = scope.spawn(|| {
+                let r = job(&watch);
+                // (the receiver waits until this or the sender's drop)
+                let _ = finished.send(());
+                r
+            });
+            let mut cancelled = None;
+            while let Err(RecvTimeoutError::Timeout) = wait.recv_timeout(REPORT_EVERY) {
+                if cancelled.is_none() {
+                    let done = watch.done.load(Ordering::Relaxed).min(total) as u64;
+                    if let Err(e) = self.report(stage, done, total_u64) {
+                        watch.stop.store(true, Ordering::Relaxed);
+                        cancelled = Some(e);
+                    }
+                }
+            }
+            (worker.join(), cancelled)
+        });
+        let r = match joined {
+            Ok(r) => r,
+            // a panic in the job, as rayon would have passed it on
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        if let Some(e) = cancelled {
+            return Err(e);
+        }
+        self.report(stage, total_u64, total_u64)?;
+        Ok(r)
     }
 
     /// `out` cut into chunks of `chunk` elements, item `n` being the `n`-th
     /// chunk, processed in parallel by `work(state, n, chunk)` with one
-    /// `init()` state per worker and batch; batch after batch, reporting
-    /// between them.
+    /// `init()` state per worker task, reporting as [`Self::watched`] does.
     pub(crate) fn par_chunks<T, S>(
         &self,
         stage: &str,
@@ -128,25 +153,17 @@ impl Hook {
     {
         let chunk = chunk.max(1);
         let items = out.len().div_ceil(chunk);
-        let mut batches = self.batches(items);
-        self.report(stage, 0, items as u64)?;
-        let (mut first, mut rest) = (0, out);
-        while !rest.is_empty() {
-            let len = batches.take(items - first);
-            let (batch, after) = rest.split_at_mut((len * chunk).min(rest.len()));
-            batch
-                .par_chunks_mut(chunk)
+        self.watched(stage, items, |watch| {
+            out.par_chunks_mut(chunk)
                 .enumerate()
-                .for_each_init(&init, |s, (n, c)| work(s, first + n, c));
-            batches.finished(len);
-            (first, rest) = (first + len, after);
-            self.report(stage, first as u64, items as u64)?;
-        }
-        Ok(())
+                .for_each_init(&init, |s, (n, c)| {
+                    watch.item(|| work(s, n, c));
+                });
+        })
     }
 
-    /// `f(a, b)` for every pair of `a` and `b` (zipped) in parallel, batch
-    /// after batch, reporting between them.
+    /// `f(a, b)` for every pair of `a` and `b` (zipped) in parallel,
+    /// reporting as [`Self::watched`] does.
     pub(crate) fn par_zip<A, B>(
         &self,
         stage: &str,
@@ -159,24 +176,18 @@ impl Hook {
         B: Sync,
     {
         let n = a.len().min(b.len());
-        let mut batches = self.batches(n);
-        self.report(stage, 0, n as u64)?;
-        let mut done = 0;
-        while done < n {
-            let len = batches.take(n - done);
-            a[done..done + len]
+        self.watched(stage, n, |watch| {
+            a[..n]
                 .par_iter_mut()
-                .zip(b[done..done + len].par_iter())
-                .for_each(|(x, y)| f(x, y));
-            batches.finished(len);
-            done += len;
-            self.report(stage, done as u64, n as u64)?;
-        }
-        Ok(())
+                .zip(b[..n].par_iter())
+                .for_each(|(x, y)| {
+                    watch.item(|| f(x, y));
+                });
+        })
     }
 
-    /// `f` applied to every item of `items` in parallel, in order, batch
-    /// after batch, reporting between them.
+    /// `f` applied to every item of `items` in parallel, in order, reporting
+    /// as [`Self::watched`] does.
     pub(crate) fn par_map<I, R>(
         &self,
         stage: &str,
@@ -187,18 +198,11 @@ impl Hook {
         I: Sync,
         R: Send,
     {
-        let mut batches = self.batches(items.len());
-        let total = items.len() as u64;
-        self.report(stage, 0, total)?;
-        let mut out = Vec::with_capacity(items.len());
-        while out.len() < items.len() {
-            let done = out.len();
-            let len = batches.take(items.len() - done);
-            out.par_extend(items[done..done + len].par_iter().map(&f));
-            batches.finished(len);
-            self.report(stage, out.len() as u64, total)?;
-        }
-        Ok(out)
+        let mapped: Vec<Option<R>> = self.watched(stage, items.len(), |watch| {
+            items.par_iter().map(|i| watch.item(|| f(i))).collect()
+        })?;
+        // every item ran: the loop was not stopped (else `Cancelled` above)
+        Ok(mapped.into_iter().flatten().collect())
     }
 }
 
@@ -234,44 +238,94 @@ mod tests {
         })
     }
 
+    /// A slow chunk: 1 ms of sleep, so that a loop of many spans several
+    /// report intervals whatever the machine.
+    fn slow_fill(n: usize, c: &mut [u64]) {
+        std::thread::sleep(Duration::from_millis(1));
+        c.fill(n as u64);
+    }
+
     #[test]
-    fn batches_give_the_same_result_and_report_on_the_calling_thread() {
+    fn watched_loops_give_the_same_result_and_report_on_the_calling_thread() {
         let rec = recorder(usize::MAX);
         let hook = Hook(Some(rec.clone()));
-        let mut a = vec![0u64; 1000 * 7 + 3];
-        hook.par_chunks("t", &mut a, 7, || (), |_, n, c| c.fill(n as u64))
+        // 100 chunks of ≥ 1 ms per thread: ≥ 100 ms, so at least one report
+        // between the start and the end
+        let threads = rayon::current_num_threads();
+        let mut a = vec![0u64; 100 * threads * 7 + 3];
+        hook.par_chunks("t", &mut a, 7, || (), |_, n, c| slow_fill(n, c))
             .unwrap();
         let mut b = vec![0u64; a.len()];
         Hook::default()
             .par_chunks("t", &mut b, 7, || (), |_, n, c| c.fill(n as u64))
             .unwrap();
         assert_eq!(a, b);
-        assert_eq!(a.last(), Some(&1000));
+        let items = a.len().div_ceil(7) as u64;
+        assert_eq!(a.last(), Some(&(items - 1)));
         let seen = rec.seen.lock().unwrap();
         let me = std::thread::current().id();
-        assert!(seen.len() > 2);
-        assert!(seen.iter().all(|s| s.1 == 1001 && s.2 == me));
+        assert!(seen.len() > 2, "{seen:?}");
+        assert!(seen.iter().all(|s| s.1 == items && s.2 == me));
         assert_eq!(seen.first().map(|s| s.0), Some(0));
-        assert_eq!(seen.last().map(|s| s.0), Some(1001));
-        assert!(seen.windows(2).all(|w| w[0].0 < w[1].0));
+        assert_eq!(seen.last().map(|s| s.0), Some(items));
+        assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0));
         drop(seen);
         let m = hook.par_map("m", &a, |v| v * 2).unwrap();
         assert_eq!(m, a.iter().map(|v| v * 2).collect::<Vec<_>>());
+        let mut z = vec![0u64; a.len()];
+        hook.par_zip("z", &mut z, &a, |x, y| *x = y + 1).unwrap();
+        assert!(z.iter().zip(&a).all(|(x, y)| *x == y + 1));
     }
 
     #[test]
-    fn a_hook_that_says_stop_cancels_between_batches() {
-        let rec = recorder(3);
+    fn a_hook_that_says_stop_cancels_the_remaining_items() {
+        // stop at the second report (the first one during the loop)
+        let rec = recorder(2);
         let hook = Hook(Some(rec.clone()));
-        let mut a = vec![0u8; 10_000];
+        let mut a = vec![0u64; 2000 * 10];
         let err = hook
-            .par_chunks("dose", &mut a, 10, || (), |_, _, c| c.fill(1))
+            .par_chunks(
+                "dose",
+                &mut a,
+                10,
+                || (),
+                |_, n, c| {
+                    slow_fill(n + 1, c);
+                },
+            )
             .unwrap_err();
         assert!(matches!(err, DoseError::Cancelled { ref stage } if stage == "dose"));
-        // two batches ran, the rest did not: the first of 1000 / 64 chunks,
-        // the second at least as large and at most twice as large
-        let ran = a.iter().filter(|v| **v == 1).count();
-        assert!((2 * 16 * 10..=3 * 16 * 10).contains(&ran), "{ran}");
+        // some chunks ran before the stop, the others were skipped
+        let ran = a.chunks(10).filter(|c| c[0] != 0).count();
+        assert!(ran > 0 && ran < 2000, "{ran}");
+        // a hook that stops at once: nothing runs
+        let hook = Hook(Some(recorder(1)));
+        let mut b = vec![0u64; 100];
+        assert!(
+            hook.par_chunks("d", &mut b, 10, || (), |_, n, c| c.fill(n as u64 + 1))
+                .is_err()
+        );
+        assert!(b.iter().all(|v| *v == 0));
         assert!(hook.par_map("m", &a, |v| *v).is_err());
+    }
+
+    /// On a rayon worker the loop runs in place (blocking a worker to wait
+    /// for the pool could deadlock it) and still reports start and end.
+    #[test]
+    fn from_a_rayon_worker_the_loop_runs_in_place() {
+        let rec = recorder(usize::MAX);
+        let hook = Hook(Some(rec.clone()));
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let a = pool.install(|| {
+            let mut a = vec![0u64; 50];
+            hook.par_chunks("t", &mut a, 5, || (), |_, n, c| c.fill(n as u64))
+                .map(|()| a)
+        });
+        assert_eq!(a.unwrap()[49], 9);
+        let seen = rec.seen.lock().unwrap();
+        assert_eq!(seen.iter().map(|s| s.0).collect::<Vec<_>>(), [0, 10]);
     }
 }

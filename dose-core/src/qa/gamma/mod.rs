@@ -503,7 +503,7 @@ pub(crate) fn gamma_cpu(
     // a standard-layout array always has a slice
     let d_ref = d_ref.as_slice().unwrap_or(&[]);
     // row by row: rows differ less in cost than planes, which keeps the
-    // threads evenly loaded (also within the batches of a progress hook)
+    // threads evenly loaded
     hook.par_chunks(
         "gamma",
         &mut out,
