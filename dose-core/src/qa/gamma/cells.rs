@@ -85,8 +85,19 @@ fn axes<T>(mut f: impl FnMut(usize) -> T) -> [T; 3] {
 }
 
 /// Lower bounds within this fraction of the best γ² count as reaching it
-/// (γ to 5 × 10⁻⁷).
+/// (γ to 5 × 10⁻⁷ relative) ...
 const CERTIFY_TOL: f64 = 1e-6;
+
+/// ... or within this much of the best γ (absolute), which matters for
+/// small γ: a γ of 0.02 is then certain to 10⁻⁶, not to 10⁻⁸.
+const CERTIFY_GAMMA: f64 = 1e-6;
+
+/// The γ² that a lower bound must reach for a region to hold nothing
+/// better than `g2` (see [`CERTIFY_TOL`] and [`CERTIFY_GAMMA`]).
+#[inline]
+fn certify_level(g2: f64) -> f64 {
+    g2 - (CERTIFY_TOL * g2).max(2.0 * CERTIFY_GAMMA * g2.sqrt())
+}
 
 /// An upper bound (to a relative 1e-9) of the spectral norm of the
 /// symmetric matrix [[0, a, b], [a, 0, c], [b, c, 0]]: its eigenvalues are
@@ -605,7 +616,7 @@ impl<'a> CellSearch<'a> {
     }
 
     /// Whether no position in the box [l, u] of cell `c` beats `best` by more
-    /// than [`CERTIFY_TOL`] (relative), without a descent, where γ² is convex
+    /// than [`certify_level`], without a descent, where γ² is convex
     /// on the box (the caller's test): γ² lies above its tangent plane at any
     /// point t̂ of the box,
     /// and the lowest value of that plane over the box,
@@ -632,7 +643,7 @@ impl<'a> CellSearch<'a> {
             let slope = 2.0 * (self.w[a] * (t[a] - tp[a]) + beta * fc * g[a]);
             low += (slope * (l[a] - t[a])).min(slope * (u[a] - t[a]));
         }
-        low >= best.g2 * (1.0 - CERTIFY_TOL)
+        low >= certify_level(best.g2)
     }
 
     /// The smallest γ² below `best` in a cell where γ² is not convex on the
@@ -730,7 +741,7 @@ impl<'a> CellSearch<'a> {
     /// The smallest γ² in the box [lo, hi] of a cell that may hold several
     /// local minima (updates `best`): boxes are split in two along their
     /// longest axis (in units of Δd) and dropped when a lower bound of γ²
-    /// over them reaches the best value found (to a relative 1e-9); a box
+    /// over them reaches the best value found (to [`certify_level`]); a box
     /// where γ² is convex is proven by its tangent plane or ends with a
     /// descent, and so does a box of half the search resolution
     /// (`box_min`). The bounds:
@@ -767,7 +778,7 @@ impl<'a> CellSearch<'a> {
             let (l, u) = stack[depth];
             let c = axes(|a| 0.5 * (l[a] + u[a]));
             let h = axes(|a| 0.5 * (u[a] - l[a]));
-            let target = best.g2 * (1.0 - 1e-9);
+            let target = certify_level(best.g2);
             // distance and dose gap
             let mut d2 = 0.0;
             for a in 0..3 {
