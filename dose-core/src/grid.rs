@@ -208,6 +208,19 @@ impl Grid3 {
     }
 }
 
+/// An error unless data of dimensions `dim` (nz, ny, nx) fits `grid`.
+fn check_shape(grid: &Grid3, dim: (usize, usize, usize)) -> Result<()> {
+    let got = [dim.0, dim.1, dim.2];
+    if got != grid.shape() {
+        return Err(DoseError::ShapeMismatch {
+            what: "volume data",
+            expected: grid.shape(),
+            got,
+        });
+    }
+    Ok(())
+}
+
 /// A grid paired with an array indexed `[z, y, x]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Volume<T> {
@@ -225,14 +238,7 @@ pub type DoseGrid = Volume<f32>;
 impl<T> Volume<T> {
     /// Pairs `data` (shape `(nz, ny, nx)`) with `grid`; the shapes must agree.
     pub fn new(grid: Grid3, data: Array3<T>) -> Result<Self> {
-        let got = [data.dim().0, data.dim().1, data.dim().2];
-        if got != grid.shape() {
-            return Err(DoseError::ShapeMismatch {
-                what: "volume data",
-                expected: grid.shape(),
-                got,
-            });
-        }
+        check_shape(&grid, data.dim())?;
         Ok(Self { grid, data })
     }
 
@@ -296,14 +302,7 @@ impl<T> Copy for VolumeView<'_, T> {}
 impl<'a, T> VolumeView<'a, T> {
     /// Pairs `data` (shape `(nz, ny, nx)`) with `grid`; the shapes must agree.
     pub fn new(grid: &'a Grid3, data: ArrayView3<'a, T>) -> Result<Self> {
-        let got = [data.dim().0, data.dim().1, data.dim().2];
-        if got != grid.shape() {
-            return Err(DoseError::ShapeMismatch {
-                what: "volume data",
-                expected: grid.shape(),
-                got,
-            });
-        }
+        check_shape(grid, data.dim())?;
         Ok(Self { grid, data })
     }
     /// The grid.

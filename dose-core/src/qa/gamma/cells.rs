@@ -942,18 +942,23 @@ impl<'a> CellSearch<'a> {
 mod tests {
     use super::*;
 
+    /// Uniform numbers in [0, 1) from a 64-bit LCG seeded with `seed`.
+    fn uniform(seed: u64) -> impl FnMut() -> f64 {
+        let mut state = seed;
+        move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
     /// The dose range of a box is that of its eight corners, evaluated with
     /// the trilinear formula; and the multilinear extremes lie there (no
     /// sampled interior point falls outside).
     #[test]
     fn box_range_is_that_of_its_corners() {
-        let mut state = 99u64;
-        let mut next = move || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut next = uniform(99);
         for _ in 0..500 {
             let cell = Cell(std::array::from_fn(|_| next() * 4.0 - 1.0));
             let l = axes(|_| next() * 0.6);
@@ -981,13 +986,8 @@ mod tests {
     /// within 1e-6 of it.
     #[test]
     fn zero_diagonal_norm_bounds_the_eigenvalues() {
-        let mut state = 7u64;
-        let mut next = move || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-        };
+        let mut uniform = uniform(7);
+        let mut next = move || uniform() * 2.0 - 1.0;
         for k in 0..2000 {
             // some with one or two zero entries (the planar cases)
             let [a, b, c] =
@@ -1012,13 +1012,7 @@ mod tests {
     /// proves only the capped lower bound Ĝ convex, Ĝ is, and Ĝ ≤ γ².
     #[test]
     fn convexity_claims_hold_on_random_boxes() {
-        let mut state = 4242u64;
-        let mut next = move || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut next = uniform(4242);
         let w = [1.0, 0.7, 1.4];
         let isw = w.map(|v: f64| 1.0 / v.sqrt());
         let (mut gamma2, mut capped) = (0, 0);
@@ -1076,13 +1070,7 @@ mod tests {
     /// sampling).
     #[test]
     fn cell_minimum_matches_dense_sampling() {
-        let mut state = 12345u64;
-        let mut next = move || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut next = uniform(12345);
         let search = CellSearch {
             data: &[],
             n: [1, 1, 1],
