@@ -106,10 +106,12 @@ impl Hook {
             return Ok(r);
         }
         let (finished, wait) = mpsc::channel::<()>();
+        let watch = &watch;
         let (joined, cancelled) = std::thread::scope(|scope| {
-            let worker = scope.spawn(|| {
-                let r = job(&watch);
-                // (the receiver waits until this or the sender's drop)
+            // the sender moves into the helper, so that a panic in the job
+            // drops it and ends the wait below as its completion does
+            let worker = scope.spawn(move || {
+                let r = job(watch);
                 let _ = finished.send(());
                 r
             });
@@ -307,6 +309,18 @@ mod tests {
         );
         assert!(b.iter().all(|v| *v == 0));
         assert!(hook.par_map("m", &a, |v| *v).is_err());
+    }
+
+    /// A panic in a watched loop reaches the caller (as rayon passes it
+    /// on) instead of leaving the calling thread waiting.
+    #[test]
+    fn a_panic_in_the_loop_reaches_the_caller() {
+        let hook = Hook(Some(recorder(usize::MAX)));
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut a = vec![0u64; 100];
+            hook.par_chunks("p", &mut a, 10, || (), |_, n, _| assert!(n != 5, "item 5"))
+        }));
+        assert!(caught.is_err());
     }
 
     /// On a rayon worker the loop runs in place (blocking a worker to wait
