@@ -86,8 +86,9 @@ impl Hook {
     /// helper thread while the calling thread reports at the start, every
     /// [`REPORT_EVERY`] and at the end; a hook that says stop makes the
     /// workers skip the remaining items and gives `Cancelled`. Called from a
-    /// rayon worker (which must not block waiting for the pool), the job runs
-    /// in place and the hook hears only the start and the end.
+    /// rayon worker (which must not block waiting for the pool), or where no
+    /// thread can be started, the job runs in place and the hook hears only
+    /// the start and the end.
     fn watched<R: Send>(
         &self,
         stage: &str,
@@ -107,14 +108,24 @@ impl Hook {
         }
         let (finished, wait) = mpsc::channel::<()>();
         let watch = &watch;
+        // the job, taken by the helper thread (or, if no thread can be
+        // started, by this one)
+        let slot = std::sync::Mutex::new(Some(job));
+        let take = || slot.lock().ok().and_then(|mut j| j.take());
         let (joined, cancelled) = std::thread::scope(|scope| {
             // the sender moves into the helper, so that a panic in the job
             // drops it and ends the wait below as its completion does
-            let worker = scope.spawn(move || {
-                let r = job(watch);
-                let _ = finished.send(());
-                r
-            });
+            let helper = std::thread::Builder::new()
+                .name("isodose-loop".into())
+                .spawn_scoped(scope, move || {
+                    let r = take().map(|job| job(watch));
+                    let _ = finished.send(());
+                    r
+                });
+            let Ok(worker) = helper else {
+                // no thread: the loop runs here, reported at its end only
+                return (Ok(take().map(|job| job(watch))), None);
+            };
             let mut cancelled = None;
             while let Err(RecvTimeoutError::Timeout) = wait.recv_timeout(REPORT_EVERY) {
                 if cancelled.is_none() {
@@ -128,7 +139,14 @@ impl Hook {
             (worker.join(), cancelled)
         });
         let r = match joined {
-            Ok(r) => r,
+            Ok(Some(r)) => r,
+            // (the job is taken exactly once, by the helper or by this
+            // thread, so this does not happen)
+            Ok(None) => {
+                return Err(DoseError::BackendUnavailable {
+                    reason: format!("internal: the parallel loop of '{stage}' did not run"),
+                });
+            }
             // a panic in the job, as rayon would have passed it on
             Err(panic) => std::panic::resume_unwind(panic),
         };
