@@ -8,6 +8,8 @@
 //! on slightly different points: γ agrees to 1e-3 at all but a handful of
 //! points (where two search positions tie to within f32 rounding), the set
 //! of evaluated points is identical and the pass counts agree to 0.1 %.
+//! Local gamma in the low-dose tails, where its ΔD is far smaller than what
+//! one lattice step changes the dose by, is the exception, tested apart.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -103,9 +105,61 @@ proptest! {
         let reference = blobs(&grid, &[([0.0; 3], sigma, 1.0)]);
         let evaluated = blobs(&grid, &[([cx * 0.3, cy * 0.3, cz * 0.3], sigma, scale)]);
         let mut c = GammaCriteria::new(dd, dta);
-        c.cutoff_percent = cutoff;
+        // local gamma divides the dose difference by the local dose: in the
+        // low-dose tails ΔD shrinks to a fraction of what one lattice step
+        // changes the dose by, γ's valley is narrower than the lattice, and
+        // the refinements in f64 (CPU) and f32 (GPU) can end at different
+        // points of it (both above the true minimum: see
+        // `both_lattice_searches_stay_above_the_continuous_minimum`); the
+        // comparison point for point holds where ΔD is not that small
+        c.cutoff_percent = if local { 50.0 + cutoff } else { cutoff };
         c.local = local;
         compare(&engine, &reference, &evaluated, &c);
+    }
+}
+
+/// A case the random comparison found (local 1 %/2.75 mm, no cut-off, a
+/// σ = 4 mm blob on 1.5 mm voxels): in the low-dose tails the lattice
+/// searches of the CPU and the GPU end at different points (up to 1 % of the
+/// points differ by more than 1e-3), but neither finds a γ below the true
+/// minimum over the interpolated dose (the continuous search), beyond f32
+/// rounding, and both pass the same points to 1 %.
+#[test]
+fn both_lattice_searches_stay_above_the_continuous_minimum() {
+    let Some(engine) = gpu() else { return };
+    let spacing = 1.5;
+    let grid = Grid3::new([16, 18, 20], [spacing; 3], [-10.0 * spacing; 3]).unwrap();
+    let reference = blobs(&grid, &[([0.0; 3], 4.0, 1.0)]);
+    let evaluated = blobs(&grid, &[([1.4854667327057667 * 0.3, 0.0, 0.0], 4.0, 0.95)]);
+    let mut c = GammaCriteria::new(1.0, 2.75328811525836);
+    c.cutoff_percent = 0.0;
+    c.local = true;
+    let cpu = gamma_index(&reference, &evaluated, &c).unwrap();
+    let gpu = engine.gamma(&reference, &evaluated, &c).unwrap();
+    let exact = gamma_index(
+        &reference,
+        &evaluated,
+        &GammaCriteria {
+            search: GammaSearch::Continuous,
+            ..c.clone()
+        },
+    )
+    .unwrap();
+    assert_eq!(cpu.evaluated_count(), gpu.evaluated_count());
+    let n = cpu.evaluated_count() as f64;
+    assert!(n > 5000.0);
+    assert!((cpu.passed_count() as f64 - gpu.passed_count() as f64).abs() <= 0.01 * n);
+    let data =
+        |r: &isodose_core::qa::GammaResult| r.gamma().data().iter().copied().collect::<Vec<f32>>();
+    let (cpu, gpu, exact) = (data(&cpu), data(&gpu), data(&exact));
+    for ((a, b), e) in cpu.iter().zip(&gpu).zip(&exact) {
+        if e.is_nan() {
+            continue;
+        }
+        assert!(
+            *a >= e - 1e-3 && *b >= e - 1e-3,
+            "cpu {a} gpu {b} below the minimum {e}"
+        );
     }
 }
 
