@@ -39,7 +39,7 @@
 //! inside the evaluated grid fails (γ = +∞): missing evaluated dose is never a
 //! pass. In local mode, reference points with zero dose are excluded.
 
-pub mod cells;
+mod cells;
 mod lattice;
 
 use nalgebra::Point3;
@@ -293,6 +293,11 @@ impl GammaSetup {
     }
 }
 
+/// One value into (all finite so far, largest so far).
+fn finite_max_step((ok, m): (bool, f32), x: f32) -> (bool, f32) {
+    (ok & x.is_finite(), m.max(x))
+}
+
 /// Whether every value is finite, and the largest value (at least 0; only
 /// meaningful when all are finite), in eight independent lanes so that the
 /// compiler can vectorise the pass.
@@ -308,9 +313,7 @@ fn finite_max(d: &[f32]) -> (bool, f32) {
             max[k] = if c[k] > max[k] { c[k] } else { max[k] };
         }
     }
-    let tail = rest
-        .iter()
-        .fold((true, 0.0f32), |(ok, m), &x| (ok & x.is_finite(), m.max(x)));
+    let tail = rest.iter().copied().fold((true, 0.0f32), finite_max_step);
     (
         finite.iter().all(|&f| f) & tail.0,
         max.iter().fold(tail.1, |m, &x| m.max(x)),
@@ -337,7 +340,8 @@ pub(crate) fn setup<'a>(
             None => v
                 .data()
                 .iter()
-                .fold((true, 0.0f32), |(ok, m), &x| (ok & x.is_finite(), m.max(x))),
+                .copied()
+                .fold((true, 0.0f32), finite_max_step),
         };
         if !finite {
             let bad = v
