@@ -84,6 +84,13 @@ fn axes<T>(mut f: impl FnMut(usize) -> T) -> [T; 3] {
     [f(0), f(1), f(2)]
 }
 
+/// How far `d` lies outside the dose range [lo, hi] (0 inside it): the
+/// smallest |D_e − D_r| over a box whose doses span that range.
+#[inline]
+fn gap_to([lo, hi]: [f64; 2], d: f64) -> f64 {
+    (lo - d).max(d - hi).max(0.0)
+}
+
 /// Lower bounds within this fraction of the best γ² count as reaching it
 /// (γ to 5 × 10⁻⁷ relative) ...
 const CERTIFY_TOL: f64 = 1e-6;
@@ -176,6 +183,24 @@ impl Objective<'_> {
             + w[2] * (t[2] - tp[2]).powi(2);
         (dist + self.beta * f * f, f, g)
     }
+}
+
+/// What [`Cell::convex_on`] derives about a box of a cell for its tests.
+#[derive(Clone, Copy)]
+struct Curvature {
+    /// [`Cell::mixed`].
+    mixed: [f64; 4],
+    /// Centre and half-widths of the box.
+    centre: [f64; 3],
+    half: [f64; 3],
+    /// ∂²D_e/∂x∂y, ∂x∂z, ∂y∂z at the centre.
+    at_centre: [f64; 3],
+    /// The scaled Hessian Ĥ at the centre.
+    scaled: [[f64; 3]; 3],
+    /// ‖Ĥ‖_F² at the centre.
+    frob2: f64,
+    /// Spectral bound of Ĥ's change over the box.
+    margin: f64,
 }
 
 /// One cell's trilinear dose: corner values indexed dx + 2 dy + 4 dz.
@@ -274,8 +299,16 @@ impl Cell {
         if small(phi) {
             return Convexity::Gamma2;
         }
-        let curvature = ([txy, txz, tyz], &hs, frob2, margin);
-        if self.convex_along_gradient([l, u], phi, beta, isw, curvature, centre_gradient) {
+        let curvature = Curvature {
+            mixed: m,
+            centre: c,
+            half: h,
+            at_centre: [txy, txz, tyz],
+            scaled: hs,
+            frob2,
+            margin,
+        };
+        if self.convex_along_gradient(&curvature, phi, beta, isw, centre_gradient) {
             return Convexity::Gamma2;
         }
         // failing the tests for γ², Ĝ (the dose term capped at φ₀ < φ)
@@ -286,22 +319,25 @@ impl Cell {
         }
     }
 
-    /// The gradient-aware part of [`Self::convex_on`] for γ² on the box
-    /// [l, u] (|f| ≤ `phi`); `curvature`: the mixed partials at the centre,
-    /// the scaled Hessian there, its squared Frobenius norm and the spectral
-    /// margin of its change over the box.
+    /// The gradient-aware part of [`Self::convex_on`] for γ² on a box
+    /// (|f| ≤ `phi`) whose curvature [`Self::convex_on`] has derived.
     fn convex_along_gradient(
         &self,
-        [l, u]: [[f64; 3]; 2],
+        curvature: &Curvature,
         phi: f64,
         beta: f64,
         isw: [f64; 3],
-        ([txy, txz, tyz], hs, frob2, margin): ([f64; 3], &[[f64; 3]; 3], f64, f64),
         centre_gradient: Option<[f64; 3]>,
     ) -> bool {
-        let m = self.mixed();
-        let c = axes(|a| 0.5 * (l[a] + u[a]));
-        let h = axes(|a| 0.5 * (u[a] - l[a]));
+        let Curvature {
+            mixed: m,
+            centre: c,
+            half: h,
+            at_centre: [txy, txz, tyz],
+            scaled: hs,
+            frob2,
+            margin,
+        } = *curvature;
         let g = centre_gradient.unwrap_or_else(|| self.value_grad(c).1);
         let gs = axes(|a| g[a] * isw[a]);
         let gn = (gs[0] * gs[0] + gs[1] * gs[1] + gs[2] * gs[2]).sqrt();
@@ -484,14 +520,21 @@ impl<'a> CellSearch<'a> {
                 None => axes(|a| tp[a].clamp(lo[a], hi[a])),
             };
             let objective = self.objective(&cell, tp, d_ref, inv_dd2);
-            let (local, t, grad) = self.descend(&objective, t0, [lo, hi, tp], inv_dd2);
+            let (local, t, grad) = self.descend(&objective, t0, [lo, hi]);
             best.offer(local, c, t);
             let range = cell.corner_range();
             // where γ² is not convex on the whole cell, it may still be on
             // the part that can beat the best (often far smaller)
-            let phi0 = (best.g2 / inv_dd2).sqrt();
-            if cell.convex_on([lo, hi], range, d_ref, inv_dd2, self.isw, None, phi0)
-                != Convexity::Gamma2
+            // (only γ²'s own convexity settles the whole cell: no cap)
+            if cell.convex_on(
+                [lo, hi],
+                range,
+                d_ref,
+                inv_dd2,
+                self.isw,
+                None,
+                f64::INFINITY,
+            ) != Convexity::Gamma2
                 && let Some(sub) = self.within(best.g2, [lo, hi, tp])
                 && !self.convex_part(&objective, c, sub, cell.range(sub[0], sub[1]), t, &mut best)
             {
@@ -544,7 +587,7 @@ impl<'a> CellSearch<'a> {
             // along each axis: the dose range over that part of the box
             let cell = self.cell(c);
             let whole = cell.corner_range();
-            let gap = (whole[0] - d_ref).max(d_ref - whole[1]).max(0.0);
+            let gap = gap_to(whole, d_ref);
             if d2 * self.inv_dta2 + gap * gap * inv_dd2 >= best.g2 {
                 continue;
             }
@@ -556,7 +599,7 @@ impl<'a> CellSearch<'a> {
             } else {
                 cell.range(sub[0], sub[1])
             };
-            let gap = (range[0] - d_ref).max(d_ref - range[1]).max(0.0);
+            let gap = gap_to(range, d_ref);
             let bound = d2 * self.inv_dta2 + gap * gap * inv_dd2;
             if bound >= best.g2 {
                 continue;
@@ -566,7 +609,7 @@ impl<'a> CellSearch<'a> {
                 continue;
             }
             let t0 = axes(|a| tp[a].clamp(lo[a], hi[a]));
-            let (local, t, _) = self.descend(&objective, t0, [lo, hi, tp], inv_dd2);
+            let (local, t, _) = self.descend(&objective, t0, [lo, hi]);
             best.offer(local, c, t);
             defer(cell, c, [lo, hi, tp], bound, &mut best);
         }
@@ -595,7 +638,7 @@ impl<'a> CellSearch<'a> {
         start: [f64; 3],
         best: &mut Best,
     ) -> bool {
-        let (beta, tp) = (objective.beta, objective.tp);
+        let beta = objective.beta;
         let phi0 = (best.g2 / beta).sqrt();
         match objective
             .cell
@@ -603,13 +646,13 @@ impl<'a> CellSearch<'a> {
         {
             Convexity::Gamma2 => {}
             Convexity::Capped => {
-                return self.certified(objective, c, [sub[0], sub[1], tp], phi0, best);
+                return self.certified(objective, c, sub, phi0, best);
             }
             Convexity::Unknown => return false,
         }
-        if !self.certified(objective, c, [sub[0], sub[1], tp], f64::INFINITY, best) {
+        if !self.certified(objective, c, sub, f64::INFINITY, best) {
             let t0 = axes(|a| start[a].clamp(sub[0][a], sub[1][a]));
-            let (local, t, _) = self.descend(objective, t0, [sub[0], sub[1], tp], beta);
+            let (local, t, _) = self.descend(objective, t0, sub);
             best.offer(local, c, t);
         }
         true
@@ -629,11 +672,11 @@ impl<'a> CellSearch<'a> {
         &self,
         objective: &Objective<'_>,
         c: [i64; 3],
-        [l, u, tp]: [[f64; 3]; 3],
+        [l, u]: [[f64; 3]; 2],
         phi0: f64,
         best: &Best,
     ) -> bool {
-        let beta = objective.beta;
+        let (beta, tp) = (objective.beta, objective.tp);
         let t = axes(|a| (best.q[a] - c[a] as f64).clamp(l[a], u[a]));
         let (value, f, g) = objective.at(t);
         // Ĝ and its gradient: H(f) = f² within ±φ₀, 2φ₀|f| − φ₀² beyond
@@ -789,7 +832,7 @@ impl<'a> CellSearch<'a> {
                 continue;
             }
             let [dmin, dmax] = cell.range(l, u);
-            let gap = (dmin - d_ref).max(d_ref - dmax).max(0.0);
+            let gap = gap_to([dmin, dmax], d_ref);
             if d2 + beta * gap * gap >= target {
                 continue;
             }
@@ -835,13 +878,11 @@ impl<'a> CellSearch<'a> {
             let proven = cell.convex_on([l, u], [dmin, dmax], d_ref, beta, self.isw, Some(g), phi0);
             let convex = proven == Convexity::Gamma2;
             let cap = if convex { f64::INFINITY } else { phi0 };
-            if proven != Convexity::Unknown
-                && self.certified(objective, c_idx, [l, u, tp], cap, best)
-            {
+            if proven != Convexity::Unknown && self.certified(objective, c_idx, [l, u], cap, best) {
                 continue;
             }
             if convex || (0..3).all(|a| h[a] <= self.box_min[a]) || depth + 2 > stack.len() {
-                let (local, t, _) = self.descend(objective, start, [l, u, tp], beta);
+                let (local, t, _) = self.descend(objective, start, [l, u]);
                 best.offer(local, c_idx, t);
                 continue;
             }
@@ -870,10 +911,10 @@ impl<'a> CellSearch<'a> {
         &self,
         objective: &Objective<'_>,
         mut t: [f64; 3],
-        [lo, hi, tp]: [[f64; 3]; 3],
-        beta: f64,
+        [lo, hi]: [[f64; 3]; 2],
     ) -> (f64, [f64; 3], [f64; 3]) {
         let (w, inv_w) = (self.w, self.inv_w);
+        let (beta, tp) = (objective.beta, objective.tp);
         let (mut best, mut f, mut g) = objective.at(t);
         for _ in 0..CELL_ITERATIONS {
             // gradient of γ²/2, and the coordinates free to move
@@ -1093,7 +1134,7 @@ mod tests {
             let unit = [[0.0; 3], [1.0; 3], tp];
             let objective = search.objective(&cell, tp, d_ref, beta);
             let t0 = tp.map(|v| v.clamp(0.0, 1.0));
-            let (local, t, _) = search.descend(&objective, t0, unit, beta);
+            let (local, t, _) = search.descend(&objective, t0, [unit[0], unit[1]]);
             let mut best = Best { g2: local, q: t };
             search.branch_and_bound(&cell, [0; 3], unit, d_ref, beta, &mut best);
             let got = best.g2;
