@@ -47,6 +47,9 @@ pub mod proton;
 pub mod qa;
 pub mod tg43;
 
+#[cfg(test)]
+mod test_rng;
+
 pub use engine::{
     AUTO_GPU_MIN_WORK, BackendChoice, BackendKind, DEFAULT_DIJ_LIMIT_BYTES, Engine, Progress,
 };

@@ -631,26 +631,72 @@ fn rows(
     }
 }
 
-/// The indices of `range` whose voxels are surely within the cut-off: those
-/// at least two steps from both roots r1 < r2 of the row's distance²
-/// quadratic qa·i² + … − cutoff², where its exact value is ≤ −4·qa, far
-/// beyond the rounding of the per-voxel test (a few ulp of cutoff²), so the
-/// test would pass and can be skipped. Empty (at `range.start`) when there
-/// are none or the margin is not clear.
-fn surely_inside(
-    r1: f64,
-    r2: f64,
-    range: std::ops::Range<usize>,
+/// The direction of the fast path's rows in the beam frame: along a row,
+/// dx = p + i q and dy = u + i v for voxel index i (p, u: the row's lateral
+/// offsets from the pencil's axis at i = 0).
+#[derive(Clone, Copy)]
+struct RowStep {
+    q: f64,
+    v: f64,
+    /// q² + v², and 1 / (2 (q² + v²)).
     qa: f64,
-    cutoff_sq: f64,
-) -> std::ops::Range<usize> {
-    let (lo, hi) = (range.start as f64, range.end as f64);
-    let a = (r1 + 2.0).ceil().max(lo);
-    let b = ((r2 - 2.0).floor() + 1.0).min(hi);
-    if b > a && 4.0 * qa > 1e-9 * cutoff_sq {
-        a as usize..b as usize
-    } else {
-        range.start..range.start
+    inv_2qa: f64,
+}
+
+impl RowStep {
+    fn new(q: f64, v: f64) -> Self {
+        let qa = q * q + v * v;
+        Self {
+            q,
+            v,
+            qa,
+            inv_2qa: 0.5 / qa,
+        }
+    }
+
+    /// Whether voxel `i` of the row with offsets (p, u) lies within the
+    /// cut-off: the per-voxel test every path shares.
+    #[inline]
+    fn inside(&self, p: f64, u: f64, i: usize, cutoff_sq: f64) -> bool {
+        let fi = i as f64;
+        let (dx, dy) = (p + fi * self.q, u + fi * self.v);
+        dx * dx + dy * dy <= cutoff_sq
+    }
+
+    /// The voxels (within `i0..i1`) of the row with offsets (p, u) that can
+    /// lie within the cut-off: an interval around the roots r1 < r2 of the
+    /// distance² quadratic qa·i² + … − cutoff², with a margin of a voxel or
+    /// two; and the part of it surely inside: at least two steps from both
+    /// roots, where the exact quadratic is ≤ −4·qa, far beyond the rounding
+    /// of [`Self::inside`] (a few ulp of cutoff²), so the test would pass and
+    /// can be skipped (empty, at the interval's start, when there are none or
+    /// the margin is not clear). `None` when the row misses the cut-off.
+    fn span(
+        &self,
+        p: f64,
+        u: f64,
+        cutoff_sq: f64,
+        i0: usize,
+        i1: usize,
+    ) -> Option<(std::ops::Range<usize>, std::ops::Range<usize>)> {
+        let qb = 2.0 * (p * self.q + u * self.v);
+        let qc = p * p + u * u - cutoff_sq;
+        let disc = qb * qb - 4.0 * self.qa * qc;
+        if self.qa <= 0.0 || disc < 0.0 {
+            return None;
+        }
+        let sq = disc.sqrt();
+        let (r1, r2) = ((-qb - sq) * self.inv_2qa, (-qb + sq) * self.inv_2qa);
+        let lo = (r1 - 1.0).max(i0 as f64) as usize;
+        let hi = ((r2 + 2.0).max(0.0) as usize).min(i1);
+        let a = (r1 + 2.0).ceil().max(lo as f64);
+        let b = ((r2 - 2.0).floor() + 1.0).min(hi as f64);
+        let sure = if b > a && 4.0 * self.qa > 1e-9 * cutoff_sq {
+            a as usize..b as usize
+        } else {
+            lo..lo
+        };
+        Some((lo..hi, sure))
     }
 }
 
@@ -681,10 +727,8 @@ fn visit<const EVAL: bool>(
     // interval of i from the cut-off of their one depth node, which a
     // cylinder test per row would only repeat
     let fast = dbx[2].abs() < 1e-12;
-    // along a row of the fast path, dx = p + i q, dy = u + i v
-    let (q, v) = (dbx[0], dbx[1]);
-    let qa = q * q + v * v;
-    let inv_2qa = 0.5 / qa;
+    let step = RowStep::new(dbx[0], dbx[1]);
+    let (q, v) = (step.q, step.v);
     rows(pencil, frame, dose_grid, k_range, !fast, |k, j, i0, i1| {
         let (jf, kf) = (j as f64, k as f64);
         let row_b = [
@@ -707,27 +751,16 @@ fn visit<const EVAL: bool>(
             let near = if frac < 0.5 { n0 } else { n1 };
             let (cx, cy) = pencil.centre(delta);
             let (p, u) = (row_b[0] - cx, row_b[1] - cy);
-            let qb = 2.0 * (p * q + u * v);
-            let qc = p * p + u * u - near.cutoff_sq;
-            let disc = qb * qb - 4.0 * qa * qc;
-            if qa <= 0.0 || disc < 0.0 {
+            let Some((span, sure)) = step.span(p, u, near.cutoff_sq, i0, i1) else {
                 return;
-            }
+            };
+            let (lo, hi) = (span.start, span.end);
             let node = DepthNode {
                 core_amplitude: n0.core_amplitude + frac * (n1.core_amplitude - n0.core_amplitude),
                 halo_amplitude: n0.halo_amplitude + frac * (n1.halo_amplitude - n0.halo_amplitude),
                 ..*near
             };
-            let sq = disc.sqrt();
-            let (r1, r2) = ((-qb - sq) * inv_2qa, (-qb + sq) * inv_2qa);
-            let lo = (r1 - 1.0).max(i0 as f64) as usize;
-            let hi = ((r2 + 2.0).max(0.0) as usize).min(i1);
-            let inside = |i: usize| {
-                let fi = i as f64;
-                let (dx, dy) = (p + fi * q, u + fi * v);
-                dx * dx + dy * dy <= node.cutoff_sq
-            };
-            let sure = surely_inside(r1, r2, lo..hi, qa, node.cutoff_sq);
+            let inside = |i: usize| step.inside(p, u, i, node.cutoff_sq);
             if !EVAL {
                 // the same decisions as the fill below, the sure ones untested
                 for i in lo..sure.start {
@@ -826,47 +859,29 @@ mod tests {
     use super::*;
 
     /// On random rows (offsets, directions, cut-offs, grid steps), every
-    /// voxel that `surely_inside` lets skip its test passes the per-voxel
-    /// test, and those outside it that pass lie within two steps of a root:
-    /// the count with skipping equals the count with every voxel tested.
+    /// voxel that `RowStep::span` marks sure passes the per-voxel test, and
+    /// no voxel outside its interval does: the count with skipping equals
+    /// the count with every voxel tested.
     #[test]
-    fn surely_inside_voxels_pass_the_per_voxel_test() {
-        let mut state = 2024u64;
-        let mut next = move || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 11) as f64 / (1u64 << 53) as f64
-        };
+    fn sure_voxels_pass_the_per_voxel_test() {
+        let mut next = crate::test_rng::uniform(2024);
         let mut skipped = 0usize;
         for _ in 0..20_000 {
-            let (q, v) = (0.5 + 4.0 * next(), (next() - 0.5) * 2.0);
+            let step = RowStep::new(0.5 + 4.0 * next(), (next() - 0.5) * 2.0);
             let (p, u) = ((next() - 0.5) * 400.0, (next() - 0.5) * 60.0);
             let cutoff_sq = (1.0 + 40.0 * next()).powi(2);
-            let qa = q * q + v * v;
-            let qb = 2.0 * (p * q + u * v);
-            let disc = qb * qb - 4.0 * qa * (p * p + u * u - cutoff_sq);
-            if disc < 0.0 {
-                continue;
-            }
-            let sq = disc.sqrt();
-            let (r1, r2) = ((-qb - sq) * (0.5 / qa), (-qb + sq) * (0.5 / qa));
             let n = 200usize;
-            let lo = (r1 - 1.0).max(0.0) as usize;
-            let hi = ((r2 + 2.0).max(0.0) as usize).min(n);
-            let inside = |i: usize| {
-                let fi = i as f64;
-                let (dx, dy) = (p + fi * q, u + fi * v);
-                dx * dx + dy * dy <= cutoff_sq
+            let inside = |i: usize| step.inside(p, u, i, cutoff_sq);
+            let Some((span, sure)) = step.span(p, u, cutoff_sq, 0, n) else {
+                assert!((0..n).all(|i| !inside(i)));
+                continue;
             };
-            let sure = surely_inside(r1, r2, lo..hi, qa, cutoff_sq);
-            assert!(sure.start >= lo && sure.end <= hi.max(lo));
+            assert!(sure.start >= span.start && sure.end <= span.end.max(span.start));
             for i in sure.clone() {
-                assert!(inside(i), "{i} in {sure:?}: p {p} u {u} q {q} v {v}");
+                assert!(inside(i), "{i} in {sure:?}: p {p} u {u}");
             }
             skipped += sure.len();
-            // and no voxel outside [lo, hi) passes
-            assert!((0..n).filter(|&i| inside(i)).all(|i| (lo..hi).contains(&i)));
+            assert!((0..n).filter(|&i| inside(i)).all(|i| span.contains(&i)));
         }
         assert!(skipped > 50_000, "{skipped}");
     }

@@ -982,17 +982,7 @@ impl<'a> CellSearch<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Uniform numbers in [0, 1) from a 64-bit LCG seeded with `seed`.
-    fn uniform(seed: u64) -> impl FnMut() -> f64 {
-        let mut state = seed;
-        move || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 11) as f64 / (1u64 << 53) as f64
-        }
-    }
+    use crate::test_rng::uniform;
 
     /// The dose range of a box is that of its eight corners, evaluated with
     /// the trilinear formula; and the multilinear extremes lie there (no
