@@ -101,11 +101,6 @@ impl Hook {
         }
         let total_u64 = total as u64;
         self.report(stage, 0, total_u64)?;
-        if rayon::current_thread_index().is_some() {
-            let r = job(&watch);
-            self.report(stage, total_u64, total_u64)?;
-            return Ok(r);
-        }
         let (finished, wait) = mpsc::channel::<()>();
         let watch = &watch;
         // the job, taken by the helper thread (or, if no thread can be
@@ -115,15 +110,21 @@ impl Hook {
         let (joined, cancelled) = std::thread::scope(|scope| {
             // the sender moves into the helper, so that a panic in the job
             // drops it and ends the wait below as its completion does
-            let helper = std::thread::Builder::new()
-                .name("isodose-loop".into())
-                .spawn_scoped(scope, move || {
-                    let r = take().map(|job| job(watch));
-                    let _ = finished.send(());
-                    r
-                });
-            let Ok(worker) = helper else {
-                // no thread: the loop runs here, reported at its end only
+            let helper = if rayon::current_thread_index().is_some() {
+                None
+            } else {
+                std::thread::Builder::new()
+                    .name("isodose-loop".into())
+                    .spawn_scoped(scope, move || {
+                        let r = take().map(|job| job(watch));
+                        let _ = finished.send(());
+                        r
+                    })
+                    .ok()
+            };
+            let Some(worker) = helper else {
+                // on a rayon worker, or without a thread: the loop runs
+                // here, reported at its end only
                 return (Ok(take().map(|job| job(watch))), None);
             };
             let mut cancelled = None;
