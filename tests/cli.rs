@@ -676,22 +676,22 @@ fn gamma_reports_table_json_png_and_gates_on_the_pass_rate() {
     let (reference, evaluated) = (dir.join("ref.dcm"), dir.join("eval.dcm"));
     gaussian_rtdose(&reference, 0.0);
     gaussian_rtdose(&evaluated, 1.5);
+    // `isodose gamma ARGS REF EVAL`
+    let gamma = |args: &[&str]| {
+        let mut cmd = isodose();
+        cmd.arg("gamma").args(args).arg(&reference).arg(&evaluated);
+        cmd
+    };
     // a pure 1.5 mm shift: every point agrees within 3 mm (γ ≤ 1.5/3 = 0.5)
-    let json = run_ok(
-        isodose()
-            .args([
-                "gamma",
-                "--dd",
-                "3",
-                "--dta",
-                "3",
-                "--backend",
-                "cpu",
-                "--json",
-            ])
-            .arg(&reference)
-            .arg(&evaluated),
-    );
+    let json = run_ok(&mut gamma(&[
+        "--dd",
+        "3",
+        "--dta",
+        "3",
+        "--backend",
+        "cpu",
+        "--json",
+    ]));
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["pass_rate_percent"].as_f64(), Some(100.0), "{v}");
     let max_gamma = v["max_gamma"].as_f64().unwrap();
@@ -708,32 +708,21 @@ fn gamma_reports_table_json_png_and_gates_on_the_pass_rate() {
 
     // the continuous search: the same points, never a larger γ than the
     // lattice's (beyond 1e-3); an unknown search is an error naming it
-    let json = run_ok(
-        isodose()
-            .args([
-                "gamma",
-                "--dd",
-                "3",
-                "--dta",
-                "3",
-                "--search",
-                "continuous",
-                "--json",
-            ])
-            .arg(&reference)
-            .arg(&evaluated),
-    );
+    let json = run_ok(&mut gamma(&[
+        "--dd",
+        "3",
+        "--dta",
+        "3",
+        "--search",
+        "continuous",
+        "--json",
+    ]));
     let c: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(c["search"].as_str(), Some("continuous"), "{c}");
     assert_eq!(c["evaluated_points"].as_u64(), Some(evaluated_points));
     assert_eq!(c["pass_rate_percent"].as_f64(), Some(100.0), "{c}");
     assert!(c["max_gamma"].as_f64().unwrap() <= max_gamma + 1e-3, "{c}");
-    let bad = isodose()
-        .args(["gamma", "--search", "spiral"])
-        .arg(&reference)
-        .arg(&evaluated)
-        .output()
-        .unwrap();
+    let bad = gamma(&["--search", "spiral"]).output().unwrap();
     assert!(!bad.status.success());
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(
@@ -744,22 +733,19 @@ fn gamma_reports_table_json_png_and_gates_on_the_pass_rate() {
     // 0.5 mm / 0.5 %: the shift fails in the gradients; the table, the PNG
     // and exit code 2 under --require-pass 99
     let png = dir.join("gamma.png");
-    let result = isodose()
-        .args([
-            "gamma",
-            "--dd",
-            "0.5",
-            "--dta",
-            "0.5",
-            "--require-pass",
-            "99",
-            "--png",
-        ])
-        .arg(&png)
-        .arg(&reference)
-        .arg(&evaluated)
-        .output()
-        .unwrap();
+    let png_arg = png.to_str().unwrap();
+    let result = gamma(&[
+        "--dd",
+        "0.5",
+        "--dta",
+        "0.5",
+        "--require-pass",
+        "99",
+        "--png",
+        png_arg,
+    ])
+    .output()
+    .unwrap();
     let table = String::from_utf8_lossy(&result.stdout);
     assert_eq!(result.status.code(), Some(2), "{table}");
     for needle in [
@@ -773,20 +759,14 @@ fn gamma_reports_table_json_png_and_gates_on_the_pass_rate() {
     let (w, h) = png_size(&png);
     assert!(w >= 600 && h >= 300, "{w} x {h}");
     // the same with --require-pass 0 passes
-    run_ok(
-        isodose()
-            .args([
-                "gamma",
-                "--dd",
-                "0.5",
-                "--dta",
-                "0.5",
-                "--require-pass",
-                "0",
-            ])
-            .arg(&reference)
-            .arg(&evaluated),
-    );
+    run_ok(&mut gamma(&[
+        "--dd",
+        "0.5",
+        "--dta",
+        "0.5",
+        "--require-pass",
+        "0",
+    ]));
     std::fs::remove_dir_all(&dir).ok();
 }
 
