@@ -141,6 +141,16 @@ fn proton_dose_and_dij_with_progress_and_cancelled() {
         .pbs_dij(&ct, &plan, &machine, Some(&grid), &options, limit)
         .unwrap();
     assert_eq!(plain, watched);
+    // one pass when the estimated matrix fits the limit
+    assert_eq!(check_reports(&rec), ["ray tracing", "dij: filling"]);
+    // a limit with no room for the estimate's margin: counted first
+    let tight = plain.memory_bytes();
+    let rec = recorder(usize::MAX);
+    let watched = cpu()
+        .with_progress(rec.clone())
+        .pbs_dij(&ct, &plan, &machine, Some(&grid), &options, tight)
+        .unwrap();
+    assert_eq!(plain, watched);
     assert_eq!(
         check_reports(&rec),
         ["ray tracing", "dij: counting entries", "dij: filling"]
@@ -148,7 +158,12 @@ fn proton_dose_and_dij_with_progress_and_cancelled() {
 
     // stop in each stage in turn, at its second report (every stage has at
     // least its start and its end)
-    for stage in ["ray tracing", "dij: counting entries", "dij: filling"] {
+    for (stage, limit) in [
+        ("ray tracing", limit),
+        ("dij: filling", limit),
+        ("dij: counting entries", tight),
+        ("dij: filling", tight),
+    ] {
         let err = cpu()
             .with_progress(Arc::new(StopIn {
                 stage,

@@ -64,7 +64,12 @@ def test_callbacks_see_every_stage_and_change_nothing():
     assert rec.stages() == ["ray tracing", "proton dose"]
     rec = Recorder()
     dij = isodose.proton_dij(ct, plan, machine, backend="cpu", progress=rec)
+    # one pass when the estimated matrix fits the limit; counted first when not
+    assert rec.stages() == ["ray tracing", "dij: filling"]
+    rec = Recorder()
+    tight = isodose.proton_dij(ct, plan, machine, backend="cpu", progress=rec, max_bytes=8 * (dij.nnz + dij.shape[1] + 1))
     assert rec.stages() == ["ray tracing", "dij: counting entries", "dij: filling"]
+    assert (tight != dij).nnz == 0
     np.testing.assert_allclose(dij @ plan.beams[0].weights, d.array.ravel(), atol=1e-5 * d.array.max())
 
     rec = Recorder()

@@ -7,6 +7,7 @@
 //! both backends share (the tabulated TG-43 kernel, seed frames) happens before
 //! dispatch.
 
+mod assembly;
 mod cpu;
 #[cfg(feature = "gpu")]
 pub mod gpu;

@@ -207,6 +207,35 @@ impl Hook {
         })
     }
 
+    /// Items `0..total` claimed in increasing order from one shared counter
+    /// by one worker per rayon thread: `work(state, item)` with one `init()`
+    /// state per worker, until the items run out or `work` returns `false`
+    /// (which ends that worker only). A worker never waits for another's
+    /// item, so a caller may make the items' results leave in order.
+    /// Reports as [`Self::watched`] does.
+    pub(crate) fn par_claim<S>(
+        &self,
+        stage: &str,
+        total: usize,
+        init: impl Fn() -> S + Send + Sync,
+        work: impl Fn(&mut S, usize) -> bool + Send + Sync,
+    ) -> Result<()> {
+        self.watched(stage, total, |watch| {
+            let next = AtomicUsize::new(0);
+            (0..rayon::current_num_threads())
+                .into_par_iter()
+                .for_each(|_| {
+                    let mut state = init();
+                    loop {
+                        let item = next.fetch_add(1, Ordering::Relaxed);
+                        if item >= total || watch.item(|| work(&mut state, item)) != Some(true) {
+                            break;
+                        }
+                    }
+                });
+        })
+    }
+
     /// `f` applied to every item of `items` in parallel, in order, reporting
     /// as [`Self::watched`] does.
     pub(crate) fn par_map<I, R>(

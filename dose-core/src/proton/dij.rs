@@ -20,7 +20,8 @@ pub struct Dij {
 }
 
 impl Dij {
-    /// Assembles a matrix from its parts, checking consistency.
+    /// Assembles a matrix from its parts, checking consistency (every row
+    /// index included).
     pub fn from_parts(
         n_voxels: usize,
         n_spots: usize,
@@ -28,30 +29,42 @@ impl Dij {
         row_idx: Vec<u32>,
         values: Vec<f32>,
     ) -> Result<Self> {
-        let bad = |reason: String| DoseError::InvalidTable {
-            table: "dij".into(),
-            reason,
-        };
+        if row_idx.par_iter().any(|r| *r as usize >= n_voxels) {
+            return Err(Self::invalid(format!(
+                "a row index exceeds {n_voxels} voxels"
+            )));
+        }
+        Self::from_built(n_voxels, n_spots, col_ptr, row_idx, values)
+    }
+
+    /// As [`Self::from_parts`] for arrays the engine built, whose row indices
+    /// are voxels of the grid by construction: checks the shapes and column
+    /// pointers, not the entries (a pass over the whole matrix).
+    pub(crate) fn from_built(
+        n_voxels: usize,
+        n_spots: usize,
+        col_ptr: Vec<u64>,
+        row_idx: Vec<u32>,
+        values: Vec<f32>,
+    ) -> Result<Self> {
         if col_ptr.len() != n_spots + 1 || col_ptr.first() != Some(&0) {
-            return Err(bad(format!(
+            return Err(Self::invalid(format!(
                 "column pointer of length {} for {n_spots} spots",
                 col_ptr.len()
             )));
         }
         if col_ptr.windows(2).any(|w| w[1] < w[0]) {
-            return Err(bad("column pointers decrease".into()));
+            return Err(Self::invalid("column pointers decrease".into()));
         }
         let nnz = col_ptr[n_spots] as usize;
         if row_idx.len() != nnz || values.len() != nnz {
-            return Err(bad(format!(
+            return Err(Self::invalid(format!(
                 "{nnz} entries announced, {} rows and {} values given",
                 row_idx.len(),
                 values.len()
             )));
         }
-        if row_idx.par_iter().any(|r| *r as usize >= n_voxels) {
-            return Err(bad(format!("a row index exceeds {n_voxels} voxels")));
-        }
+        debug_assert!(row_idx.iter().all(|r| (*r as usize) < n_voxels));
         Ok(Self {
             n_voxels,
             n_spots,
@@ -59,6 +72,13 @@ impl Dij {
             row_idx,
             values,
         })
+    }
+
+    fn invalid(reason: String) -> DoseError {
+        DoseError::InvalidTable {
+            table: "dij".into(),
+            reason,
+        }
     }
 
     /// (voxels, spots).

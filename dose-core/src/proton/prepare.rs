@@ -310,12 +310,42 @@ impl WedProfile {
         Self { deltas, weds }
     }
 
-    /// WED at Δ (0 before the CT, constant after it).
-    fn at(&self, delta: f64) -> f64 {
-        if self.deltas.is_empty() || delta <= self.deltas[0] {
+    /// A walk along the profile, for Δ that never decrease.
+    fn walk(&self) -> WedWalk<'_> {
+        WedWalk {
+            profile: self,
+            i: 0,
+        }
+    }
+}
+
+/// The WED of a profile at non-decreasing Δ: linear between breakpoints, 0
+/// before the CT and constant after it. The breakpoints are walked, not
+/// searched.
+struct WedWalk<'a> {
+    profile: &'a WedProfile,
+    /// The interval of the last Δ.
+    i: usize,
+}
+
+impl WedWalk<'_> {
+    /// WED at Δ, not below the last Δ asked.
+    fn at(&mut self, delta: f64) -> f64 {
+        let (xs, ys) = (&self.profile.deltas, &self.profile.weds);
+        let n = xs.len();
+        if n == 0 || delta <= xs[0] {
             return 0.0;
         }
-        crate::physics::table::lerp_clamped(&self.deltas, &self.weds, delta)
+        if delta >= xs[n - 1] {
+            return ys[n - 1];
+        }
+        // the last breakpoint at or before Δ (as a search would find it)
+        while self.i + 2 < n && xs[self.i + 1] <= delta {
+            self.i += 1;
+        }
+        let i = self.i;
+        let t = (delta - xs[i]) / (xs[i + 1] - xs[i]);
+        ys[i] + t * (ys[i + 1] - ys[i])
     }
 }
 
@@ -443,13 +473,14 @@ pub(crate) fn prepare_beam(
                         .unwrap_or(max_delta)
                         .max(min_delta);
                     let delta0 = first;
+                    let mut wed_at = profile.walk();
                     let mut k = 0usize;
                     loop {
                         let delta = delta0 + k as f64 * step;
                         if delta > max_delta + step {
                             break;
                         }
-                        let wed = profile.at(delta);
+                        let wed = wed_at.at(delta);
                         if wed > dm.extent_mm() {
                             break;
                         }
@@ -530,6 +561,81 @@ pub(crate) fn pencils_by_spot(beams: &[PreparedBeam], n_spots: usize) -> Vec<Vec
     by_spot
 }
 
+/// An estimate of the entries of one spot's dij column (its pencils
+/// `pencils`, as (beam, pencil) indices): the voxels of the volume within
+/// the cut-off, π r² per node step, each disc widened by the sub-pencils'
+/// offsets from their mean for a split spot. It sizes a reservation; it is
+/// not a bound (the exact count is the traversal's).
+pub(crate) fn estimate_entries(
+    beams: &[PreparedBeam],
+    pencils: &[(usize, usize)],
+    grid: &Grid3,
+) -> f64 {
+    let all: Vec<&Pencil> = pencils
+        .iter()
+        .filter_map(|&(b, i)| beams.get(b).and_then(|beam| beam.pencils.get(i)))
+        .collect();
+    if all.is_empty() {
+        return 0.0;
+    }
+    let n = all.len() as f64;
+    let mean_x = all.iter().map(|p| p.x_iso).sum::<f64>() / n;
+    let mean_y = all.iter().map(|p| p.y_iso).sum::<f64>() / n;
+    let per_voxel = 1.0 / grid.voxel_volume_mm3();
+    all.iter()
+        .map(|p| {
+            let widen = (p.x_iso - mean_x).hypot(p.y_iso - mean_y);
+            let area: f64 = p
+                .nodes
+                .iter()
+                .skip(1)
+                .map(|node| (node.cutoff_sq.sqrt() + widen).powi(2))
+                .sum();
+            std::f64::consts::PI * area * p.step * per_voxel
+        })
+        .fold(0.0, f64::max)
+}
+
+/// Where a traversal's voxels go: one at a time, or a row's run at once
+/// (the fast path), so that a sink's inner loop keeps its state in
+/// registers.
+pub(crate) trait VoxelSink {
+    /// Whether the sink reads the doses (false: only which voxels).
+    const DOSE: bool;
+    /// Voxel `idx` (linear) with dose per proton `d` (0 when not `DOSE`).
+    fn voxel(&mut self, idx: usize, d: f64);
+    /// The voxels `base + i` of one row, for the `i` that `run` yields.
+    fn row(&mut self, base: usize, run: RowRun);
+}
+
+/// A closure as a sink.
+struct EachVoxel<F>(F);
+
+impl<F: FnMut(usize, f64)> VoxelSink for EachVoxel<F> {
+    const DOSE: bool = true;
+    #[inline(always)]
+    fn voxel(&mut self, idx: usize, d: f64) {
+        (self.0)(idx, d)
+    }
+    #[inline(always)]
+    fn row(&mut self, base: usize, run: RowRun) {
+        run.for_each(|i, d| (self.0)(base + i, d));
+    }
+}
+
+/// Counts the voxels.
+struct Count(usize);
+
+impl VoxelSink for Count {
+    const DOSE: bool = false;
+    fn voxel(&mut self, _: usize, _: f64) {
+        self.0 += 1;
+    }
+    fn row(&mut self, _: usize, run: RowRun) {
+        self.0 += run.count();
+    }
+}
+
 /// Calls `f(linear voxel index, dose per proton)` for every voxel of
 /// `dose_grid` with z index in `k_range` that lies within `pencil`'s cut-off,
 /// in C order (z, then y, then x).
@@ -540,7 +646,7 @@ pub(crate) fn for_each_voxel(
     k_range: std::ops::Range<usize>,
     f: impl FnMut(usize, f64),
 ) {
-    visit::<true>(pencil, frame, dose_grid, k_range, f);
+    visit(pencil, frame, dose_grid, k_range, &mut EachVoxel(f));
 }
 
 /// The number of voxels [`for_each_voxel`] visits, without evaluating the
@@ -551,9 +657,9 @@ pub(crate) fn count_voxels(
     dose_grid: &Grid3,
     k_range: std::ops::Range<usize>,
 ) -> usize {
-    let mut n = 0;
-    visit::<false>(pencil, frame, dose_grid, k_range, |_, _| n += 1);
-    n
+    let mut n = Count(0);
+    visit(pencil, frame, dose_grid, k_range, &mut n);
+    n.0
 }
 
 /// The rows of `dose_grid` (z index k in `k_range`, y index j) that the
@@ -700,12 +806,116 @@ impl RowStep {
     }
 }
 
-fn visit<const EVAL: bool>(
+/// One row's voxels within the cut-off, in increasing i, with their doses:
+/// the voxels of `span` that pass the per-voxel test (those of `sure`
+/// untested). Along the row each Gaussian's exponent is a quadratic in i,
+/// e(i) = −(a (p + i q)² + b (u + i v)²), so its steps are linear,
+/// e(i+1) − e(i) = α + β i, and exp(e) follows by two multiplications per
+/// voxel: E ← E·R, R ← R·exp(β). This is the kernel of
+/// `lateral_dose_per_proton` evaluated exactly (to a few ulp over a row)
+/// without an exponential per voxel.
+pub(crate) struct RowRun {
+    step: RowStep,
+    p: f64,
+    u: f64,
+    cutoff_sq: f64,
+    span: std::ops::Range<usize>,
+    sure: std::ops::Range<usize>,
+    core: Stepper,
+    /// The halo's Gaussian (amplitude 0 without one).
+    halo: Stepper,
+}
+
+/// A Gaussian along a row: amplitude, exp(e(i)), exp(e(i+1) − e(i)) and
+/// exp(β).
+#[derive(Clone, Copy)]
+struct Stepper {
+    amplitude: f64,
+    e: f64,
+    r: f64,
+    g: f64,
+}
+
+impl Stepper {
+    const NONE: Self = Self {
+        amplitude: 0.0,
+        e: 0.0,
+        r: 0.0,
+        g: 0.0,
+    };
+
+    /// The Gaussian amplitude·exp(−(a dx² + b dy²)) from voxel `start` of
+    /// the row with offsets (p, u) and direction `step`.
+    fn new(amplitude: f64, a: f64, b: f64, step: &RowStep, p: f64, u: f64, start: f64) -> Self {
+        let (q, v) = (step.q, step.v);
+        let e0 = -(a * (p + start * q).powi(2) + b * (u + start * v).powi(2));
+        let alpha = -(a * (2.0 * p * q + q * q) + b * (2.0 * u * v + v * v));
+        let beta = -2.0 * (a * q * q + b * v * v);
+        Self {
+            amplitude,
+            e: e0.exp(),
+            r: (alpha + beta * start).exp(),
+            g: beta.exp(),
+        }
+    }
+
+    #[inline(always)]
+    fn advance(&mut self) {
+        self.e *= self.r;
+        self.r *= self.g;
+    }
+}
+
+impl RowRun {
+    /// The voxels within the cut-off, without their doses.
+    pub(crate) fn count(&self) -> usize {
+        let inside = |i: &usize| self.step.inside(self.p, self.u, *i, self.cutoff_sq);
+        let before = (self.span.start..self.sure.start).filter(inside).count();
+        let after = (self.sure.end..self.span.end).filter(inside).count();
+        before + self.sure.len() + after
+    }
+
+    /// At least as many voxels as the run yields (its span).
+    pub(crate) fn len_bound(&self) -> usize {
+        self.span.len()
+    }
+
+    /// Calls `f(i, dose per proton)` for the voxels within the cut-off.
+    #[inline(always)]
+    pub(crate) fn for_each(self, mut f: impl FnMut(usize, f64)) {
+        let Self {
+            step,
+            p,
+            u,
+            cutoff_sq,
+            span,
+            sure,
+            mut core,
+            mut halo,
+        } = self;
+        let with_halo = halo.amplitude > 0.0;
+        for i in span {
+            if sure.contains(&i) || step.inside(p, u, i, cutoff_sq) {
+                let mut d = core.amplitude * core.e;
+                if with_halo {
+                    d += halo.amplitude * halo.e;
+                }
+                f(i, d);
+            }
+            core.advance();
+            if with_halo {
+                halo.advance();
+            }
+        }
+    }
+}
+
+pub(crate) fn visit<S: VoxelSink>(
     pencil: &Pencil,
     frame: &BeamFrame,
     dose_grid: &Grid3,
     k_range: std::ops::Range<usize>,
-    mut f: impl FnMut(usize, f64),
+    sink: &mut S,
 ) {
     if pencil.nodes.len() < 2 {
         return;
@@ -728,7 +938,6 @@ fn visit<const EVAL: bool>(
     // cylinder test per row would only repeat
     let fast = dbx[2].abs() < 1e-12;
     let step = RowStep::new(dbx[0], dbx[1]);
-    let (q, v) = (step.q, step.v);
     rows(pencil, frame, dose_grid, k_range, !fast, |k, j, i0, i1| {
         let (jf, kf) = (j as f64, k as f64);
         let row_b = [
@@ -754,65 +963,49 @@ fn visit<const EVAL: bool>(
             let Some((span, sure)) = step.span(p, u, near.cutoff_sq, i0, i1) else {
                 return;
             };
-            let (lo, hi) = (span.start, span.end);
-            let node = DepthNode {
-                core_amplitude: n0.core_amplitude + frac * (n1.core_amplitude - n0.core_amplitude),
-                halo_amplitude: n0.halo_amplitude + frac * (n1.halo_amplitude - n0.halo_amplitude),
-                ..*near
-            };
-            let inside = |i: usize| step.inside(p, u, i, node.cutoff_sq);
-            if !EVAL {
-                // the same decisions as the fill below, the sure ones untested
-                for i in lo..sure.start {
-                    if inside(i) {
-                        f(row + i, 0.0);
-                    }
-                }
-                for i in sure.clone() {
-                    f(row + i, 0.0);
-                }
-                for i in sure.end..hi {
-                    if inside(i) {
-                        f(row + i, 0.0);
-                    }
-                }
-                return;
-            }
-            // Along the row each Gaussian's exponent is a quadratic in i,
-            // e(i) = −(a (p + i q)² + b (u + i v)²), so its steps are linear,
-            // e(i+1) − e(i) = α + β i, and exp(e) follows by two
-            // multiplications per voxel: E ← E·R, R ← R·exp(β). This is the
-            // kernel of `lateral_dose_per_proton` evaluated exactly (to a few
-            // ulp over a row) without an exponential per voxel.
-            let start = lo as f64;
-            let stepper = |a: f64, b: f64| {
-                let e0 = -(a * (p + start * q).powi(2) + b * (u + start * v).powi(2));
-                let alpha = -(a * (2.0 * p * q + q * q) + b * (2.0 * u * v + v * v));
-                let beta = -2.0 * (a * q * q + b * v * v);
-                (e0.exp(), (alpha + beta * start).exp(), beta.exp())
-            };
-            let (mut ec, mut rc, gc) = stepper(node.core_inv_2sx2, node.core_inv_2sy2);
-            let halo = node.halo_amplitude > 0.0;
-            let (mut eh, mut rh, gh) = if halo {
-                stepper(node.halo_inv_2sx2, node.halo_inv_2sy2)
+            let (core, halo) = if S::DOSE {
+                let amplitude = |a0: f64, a1: f64| a0 + frac * (a1 - a0);
+                let start = span.start as f64;
+                let core = Stepper::new(
+                    amplitude(n0.core_amplitude, n1.core_amplitude),
+                    near.core_inv_2sx2,
+                    near.core_inv_2sy2,
+                    &step,
+                    p,
+                    u,
+                    start,
+                );
+                let halo_amplitude = amplitude(n0.halo_amplitude, n1.halo_amplitude);
+                let halo = if halo_amplitude > 0.0 {
+                    Stepper::new(
+                        halo_amplitude,
+                        near.halo_inv_2sx2,
+                        near.halo_inv_2sy2,
+                        &step,
+                        p,
+                        u,
+                        start,
+                    )
+                } else {
+                    Stepper::NONE
+                };
+                (core, halo)
             } else {
-                (0.0, 0.0, 0.0)
+                (Stepper::NONE, Stepper::NONE)
             };
-            for i in lo..hi {
-                if sure.contains(&i) || inside(i) {
-                    let mut d = node.core_amplitude * ec;
-                    if halo {
-                        d += node.halo_amplitude * eh;
-                    }
-                    f(row + i, d);
-                }
-                ec *= rc;
-                rc *= gc;
-                if halo {
-                    eh *= rh;
-                    rh *= gh;
-                }
-            }
+            sink.row(
+                row,
+                RowRun {
+                    step,
+                    p,
+                    u,
+                    cutoff_sq: near.cutoff_sq,
+                    span,
+                    sure,
+                    core,
+                    halo,
+                },
+            );
             return;
         }
         for i in i0..i1 {
@@ -835,7 +1028,7 @@ fn visit<const EVAL: bool>(
             if dx * dx + dy * dy > near.cutoff_sq {
                 continue;
             }
-            if EVAL {
+            if S::DOSE {
                 let node = DepthNode {
                     core_amplitude: n0.core_amplitude
                         + frac * (n1.core_amplitude - n0.core_amplitude),
@@ -843,12 +1036,12 @@ fn visit<const EVAL: bool>(
                         + frac * (n1.halo_amplitude - n0.halo_amplitude),
                     ..*near
                 };
-                f(
+                sink.voxel(
                     row + i,
                     super::kernel::lateral_dose_per_proton(&node, dx, dy),
                 );
             } else {
-                f(row + i, 0.0);
+                sink.voxel(row + i, 0.0);
             }
         }
     });

@@ -171,8 +171,10 @@ def proton_dij(
         bytes; 8 GiB when None.
     progress : None, bool, tqdm bar or callable
         True: a new tqdm bar; a tqdm bar: reused for each stage; a callable: called as ``progress(stage, done,
-        total)`` between batches (stages "ray tracing", "dij: counting
-        entries", "dij: filling"). Ctrl-C stops the computation.
+        total)`` while it runs (stages "ray tracing", "dij: filling"; and
+        "dij: counting entries" before the filling on the GPU, or when the
+        estimated matrix does not fit under ``max_bytes``). Ctrl-C stops the
+        computation.
 
     Returns
     -------
