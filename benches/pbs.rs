@@ -31,8 +31,12 @@ fn bench_pbs(c: &mut Criterion) {
             ..DoseOptions::new().expect("options")
         };
         let label = if halo { "halo" } else { "no_halo" };
-        let dij = engine
-            .pbs_dij(
+        let dose = |e: &Engine| {
+            e.pbs_dose(&ct, &plan, &machine, None, &options)
+                .expect("dose")
+        };
+        let dij = |e: &Engine| {
+            e.pbs_dij(
                 &ct,
                 &plan,
                 &machine,
@@ -40,73 +44,35 @@ fn bench_pbs(c: &mut Criterion) {
                 &options,
                 DEFAULT_DIJ_LIMIT_BYTES,
             )
-            .expect("dij");
+            .expect("dij")
+        };
+        let matrix = dij(&engine);
         println!(
             "{label}: {} spots, dij {} non-zeros, {:.1} MiB",
             plan.spot_count(),
-            dij.nnz(),
-            dij.memory_bytes() as f64 / 1048576.0
+            matrix.nnz(),
+            matrix.memory_bytes() as f64 / 1048576.0
         );
-        group.throughput(Throughput::Elements(dij.nnz() as u64));
-        drop(dij);
-        if let Some(g) = &gpu {
-            group.bench_function(BenchmarkId::new("gpu_forward_dose", label), |b| {
-                b.iter(|| {
-                    black_box(
-                        g.pbs_dose(&ct, &plan, &machine, None, &options)
-                            .expect("dose"),
-                    )
-                })
-            });
+        group.throughput(Throughput::Elements(matrix.nnz() as u64));
+        drop(matrix);
+        // each dij is freed outside the timing (one at a time): building it
+        // is the product, freeing it the caller's business
+        let engines = gpu
+            .iter()
+            .map(|g| ("gpu", g))
+            .chain(std::iter::once(("cpu", &engine)));
+        for (kind, e) in engines {
+            group.bench_function(
+                BenchmarkId::new(format!("{kind}_forward_dose"), label),
+                |b| b.iter(|| black_box(dose(e))),
+            );
+            // (the halo dij on a software GPU would take minutes)
+            if kind == "cpu" || !halo || !is_software(e) {
+                group.bench_function(BenchmarkId::new(format!("{kind}_dij"), label), |b| {
+                    b.iter_batched(|| (), |()| black_box(dij(e)), BatchSize::PerIteration)
+                });
+            }
         }
-        if let Some(g) = gpu.as_ref().filter(|g| !halo || !is_software(g)) {
-            group.bench_function(BenchmarkId::new("gpu_dij", label), |b| {
-                b.iter(|| {
-                    black_box(
-                        g.pbs_dij(
-                            &ct,
-                            &plan,
-                            &machine,
-                            None,
-                            &options,
-                            DEFAULT_DIJ_LIMIT_BYTES,
-                        )
-                        .expect("dij"),
-                    )
-                })
-            });
-        }
-        group.bench_function(BenchmarkId::new("cpu_forward_dose", label), |b| {
-            b.iter(|| {
-                black_box(
-                    engine
-                        .pbs_dose(&ct, &plan, &machine, None, &options)
-                        .expect("dose"),
-                )
-            })
-        });
-        // the matrix is freed outside the timing (one at a time): building
-        // it is the product, freeing it the caller's business
-        group.bench_function(BenchmarkId::new("cpu_dij", label), |b| {
-            b.iter_batched(
-                || (),
-                |()| {
-                    black_box(
-                        engine
-                            .pbs_dij(
-                                &ct,
-                                &plan,
-                                &machine,
-                                None,
-                                &options,
-                                DEFAULT_DIJ_LIMIT_BYTES,
-                            )
-                            .expect("dij"),
-                    )
-                },
-                BatchSize::PerIteration,
-            )
-        });
     }
     group.finish();
 }
