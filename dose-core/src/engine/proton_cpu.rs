@@ -96,6 +96,7 @@ fn pbs_dij_reserving(
         .map(|pencils| estimate_entries(beams, pencils, grid))
         .sum();
     let reserve = (margin * estimate).ceil() + RESERVE_MIN as f64;
+    // (the first test keeps `reserve as usize` and its byte count in range)
     if reserve < (max_bytes / 8) as f64 && Dij::bytes_for(reserve as usize, n_spots) <= max_bytes {
         let assembled = assemble(
             hook,
@@ -168,16 +169,13 @@ impl VoxelSink for Push<'_> {
         let end = start + run.len_bound();
         rows.resize(end, 0);
         values.resize(end, 0.0);
-        let (mut r, mut v) = (rows[start..].iter_mut(), values[start..].iter_mut());
-        let share = self.share;
-        let mut n = 0;
-        run.for_each(|i, d| {
-            if let (Some(r), Some(v)) = (r.next(), v.next()) {
-                *r = (base + i) as u32;
-                *v = (share * d) as f32;
-                n += 1;
-            }
-        });
+        let n = write_run(
+            &mut rows[start..],
+            &mut values[start..],
+            base,
+            self.share,
+            run,
+        );
         rows.truncate(start + n);
         values.truncate(start + n);
     }
@@ -276,18 +274,31 @@ impl VoxelSink for Column<'_> {
     }
     fn row(&mut self, base: usize, run: RowRun) {
         let n = self.n.min(self.rows.len()).min(self.values.len());
-        let (mut rows, mut values) = (self.rows[n..].iter_mut(), self.values[n..].iter_mut());
-        let share = self.share;
-        let mut written = 0;
-        run.for_each(|i, d| {
-            if let (Some(r), Some(v)) = (rows.next(), values.next()) {
-                *r = (base + i) as u32;
-                *v = (share * d) as f32;
-            }
-            written += 1;
-        });
-        self.n += written;
+        self.n = n + write_run(
+            &mut self.rows[n..],
+            &mut self.values[n..],
+            base,
+            self.share,
+            run,
+        );
     }
+}
+
+/// Writes the voxels `base + i` of a row's run and their doses per proton
+/// of the spot (the pencil's `share` applied) from the start of `rows` and
+/// `values`; the entries written (beyond the slices' room, none).
+#[inline(always)]
+fn write_run(rows: &mut [u32], values: &mut [f32], base: usize, share: f64, run: RowRun) -> usize {
+    let (mut r, mut v) = (rows.iter_mut(), values.iter_mut());
+    let mut n = 0;
+    run.for_each(|i, d| {
+        if let (Some(r), Some(v)) = (r.next(), v.next()) {
+            *r = (base + i) as u32;
+            *v = (share * d) as f32;
+            n += 1;
+        }
+    });
+    n
 }
 
 /// The merged column of several pencils (split spots): sorted voxel indices
@@ -326,50 +337,19 @@ fn column(
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use ndarray::Array3;
-
     use super::*;
-    use crate::grid::{CtVolume, Volume};
-    use crate::proton::prepare::{DoseOptions, SpotSplitting, prepare_beam, rsp_volume};
+    use crate::grid::CtVolume;
+    use crate::proton::prepare::{DoseOptions, SpotSplitting, slab_phantom};
     use crate::proton::{ProtonBeam, ProtonPlan, RangeShifter, Spot};
 
-    /// Water with a bone-like slab, 2.5 mm voxels.
-    fn phantom() -> CtVolume {
-        let shape = [14, 30, 22];
-        let s = 2.5;
-        let grid = Grid3::new(shape, [s; 3], [-10.5 * s, -14.5 * s, -6.5 * s]).unwrap();
-        let data = Array3::from_shape_fn((shape[0], shape[1], shape[2]), |(_, j, i)| {
-            if (8..11).contains(&j) && i > 9 {
-                900.0f32
-            } else {
-                0.0
-            }
-        });
-        Volume::new(grid, data).unwrap()
-    }
-
+    /// The plan's beams as the engine prepares them for a dij, on the CT's
+    /// grid.
     fn prepared(ct: &CtVolume, plan: &ProtonPlan, options: &DoseOptions) -> Vec<PreparedBeam> {
         let machine = crate::proton::generic::generic_machine().unwrap();
-        let rsp = rsp_volume(ct, &options.hlut);
-        let mut first = 0;
-        plan.beams()
-            .iter()
-            .map(|b| {
-                let p = prepare_beam(
-                    ct.grid(),
-                    &rsp,
-                    ct.grid(),
-                    machine,
-                    b,
-                    first,
-                    options,
-                    false,
-                )
-                .unwrap();
-                first += b.spots().len();
-                p
-            })
-            .collect()
+        crate::Engine::new(crate::BackendChoice::Cpu)
+            .unwrap()
+            .prepare(ct, plan, machine, ct.grid(), options, false)
+            .unwrap()
     }
 
     /// A beam of five spots (one of weight zero) at two energies.
@@ -394,7 +374,7 @@ mod tests {
     /// entries with the margin, so that the one-pass path is the one taken.
     #[test]
     fn one_pass_and_counted_dij_are_the_same() {
-        let ct = phantom();
+        let ct = slab_phantom();
         let g = ct.grid().clone();
         let hook = Hook::default();
         let plan = ProtonPlan::new(

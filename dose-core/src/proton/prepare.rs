@@ -1047,6 +1047,23 @@ pub(crate) fn visit<S: VoxelSink>(
     });
 }
 
+/// A test phantom: water with a bone-like slab (HU 900) in part of three
+/// y planes, 14 × 30 × 22 voxels of 2.5 mm around the isocentre.
+#[cfg(test)]
+pub(crate) fn slab_phantom() -> CtVolume {
+    #![allow(clippy::unwrap_used)]
+    let (shape, s) = ([14, 30, 22], 2.5);
+    let grid = Grid3::new(shape, [s; 3], [-10.5 * s, -14.5 * s, -6.5 * s]).unwrap();
+    let data = ndarray::Array3::from_shape_fn((shape[0], shape[1], shape[2]), |(_, j, i)| {
+        if (8..11).contains(&j) && i > 9 {
+            900.0f32
+        } else {
+            0.0
+        }
+    });
+    CtVolume::new(grid, data).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1061,20 +1078,10 @@ mod tests {
         #![allow(clippy::unwrap_used)]
         use crate::proton::{ProtonBeam, Spot};
         let machine = crate::proton::generic::generic_machine().unwrap();
-        let s = 2.5;
-        let [nz, ny, nx] = [14usize, 30, 22];
-        let grid = Grid3::new([nz, ny, nx], [s; 3], [-10.5 * s, -14.5 * s, -6.5 * s]).unwrap();
-        let ct = CtVolume::new(
-            grid.clone(),
-            ndarray::Array3::from_shape_fn((nz, ny, nx), |(_, j, i)| {
-                if (8..11).contains(&j) && i > 9 {
-                    900.0f32
-                } else {
-                    0.0
-                }
-            }),
-        )
-        .unwrap();
+        let ct = slab_phantom();
+        let grid = ct.grid().clone();
+        let s = grid.spacing_mm().x;
+        let [nz, ny, nx] = grid.shape();
         let mut next = crate::test_rng::uniform(77);
         let mut visited = 0usize;
         for case in 0..12 {

@@ -1031,7 +1031,7 @@ mod tests {
     use crate::grid::CtVolume;
     use crate::physics::hlut::Hlut;
     use crate::proton::prepare::for_each_voxel;
-    use crate::proton::prepare::{DoseOptions, SpotSplitting, prepare_beam, rsp_volume};
+    use crate::proton::prepare::{DoseOptions, SpotSplitting};
     use crate::proton::{ProtonBeam, ProtonPlan, RangeShifter, Spot};
 
     fn machine() -> &'static crate::proton::ProtonMachine {
@@ -1111,28 +1111,13 @@ mod tests {
         assert!(e.to_string().contains("above the limit"), "{e}");
     }
 
-    /// Beams prepared as `Engine::prepare` does.
+    /// The plan's beams as the engine prepares them for a dose (zero-weight
+    /// spots skipped), on the CT's grid.
     fn prepared(ct: &CtVolume, plan: &ProtonPlan, options: &DoseOptions) -> Vec<PreparedBeam> {
-        let rsp = rsp_volume(ct, &options.hlut);
-        let mut first = 0;
-        plan.beams()
-            .iter()
-            .map(|b| {
-                let p = prepare_beam(
-                    ct.grid(),
-                    &rsp,
-                    ct.grid(),
-                    machine(),
-                    b,
-                    first,
-                    options,
-                    true,
-                )
-                .unwrap();
-                first += b.spots().len();
-                p
-            })
-            .collect()
+        crate::Engine::new(crate::BackendChoice::Cpu)
+            .unwrap()
+            .prepare(ct, plan, machine(), ct.grid(), options, true)
+            .unwrap()
     }
 
     /// A 2.5 mm water box with a bone slab, centred on the isocentre (whole
