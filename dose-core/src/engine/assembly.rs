@@ -145,7 +145,8 @@ pub(crate) fn assemble(
 }
 
 /// `n` zeros, allocated as zeroed memory (mapped lazily for large `n`), or
-/// an error when the allocation fails.
+/// an error when the allocation fails: the trial reservation turns a
+/// failure into an error, where `vec!` would abort the process.
 fn zeroed<T: Clone + Default>(n: usize) -> Result<Vec<T>> {
     let mut v: Vec<T> = Vec::new();
     v.try_reserve_exact(n).map_err(|e| DoseError::OutOfRange {

@@ -140,11 +140,7 @@ fn fill_column(
             };
             visit(p, &beams[*b].frame, grid, 0..grid.nz(), &mut sink);
         }
-        _ => {
-            let (idx, val) = column(beams, grid, pencils);
-            scratch.rows.extend(idx.iter().map(|i| *i as u32));
-            scratch.values.extend(val.iter().map(|d| *d as f32));
-        }
+        _ => *scratch = column(beams, grid, pencils),
     }
 }
 
@@ -203,7 +199,7 @@ fn pbs_dij_counted(
                     grid,
                     all_k.clone(),
                 ),
-                _ => column(beams, grid, pencils).0.len(),
+                _ => column(beams, grid, pencils).rows.len(),
             }
         })?;
     let nnz: usize = counts.iter().sum();
@@ -240,11 +236,11 @@ fn pbs_dij_counted(
                 visit(p, &beams[*b].frame, grid, all_k.clone(), &mut column);
             }
             _ => {
-                let (idx, val) = column(beams, grid, pencils);
-                for ((rn, vn), (i, d)) in r.iter_mut().zip(v.iter_mut()).zip(idx.iter().zip(&val)) {
-                    *rn = *i as u32;
-                    *vn = *d as f32;
-                }
+                // (the count pass sized the slices from the same column)
+                let merged = column(beams, grid, pencils);
+                let n = r.len().min(merged.rows.len()).min(merged.values.len());
+                r[..n].copy_from_slice(&merged.rows[..n]);
+                v[..n].copy_from_slice(&merged.values[..n]);
             }
         },
     )?;
@@ -302,12 +298,9 @@ fn write_run(rows: &mut [u32], values: &mut [f32], base: usize, share: f64, run:
 }
 
 /// The merged column of several pencils (split spots): sorted voxel indices
-/// and summed dose per proton of the spot (sub-pencil weights applied).
-fn column(
-    beams: &[PreparedBeam],
-    grid: &Grid3,
-    pencils: &[(usize, usize)],
-) -> (Vec<usize>, Vec<f64>) {
+/// and the dose per proton of the spot (sub-pencil weights applied), summed
+/// in f64 before rounding to f32.
+fn column(beams: &[PreparedBeam], grid: &Grid3, pencils: &[(usize, usize)]) -> Scratch {
     let mut entries: Vec<(usize, f64)> = Vec::new();
     for &(b, i) in pencils {
         let p = &beams[b].pencils[i];
@@ -318,19 +311,17 @@ fn column(
         });
     }
     entries.sort_unstable_by_key(|e| e.0);
-    let mut idx: Vec<usize> = Vec::with_capacity(entries.len());
-    let mut val: Vec<f64> = Vec::with_capacity(entries.len());
+    let mut merged: Vec<(usize, f64)> = Vec::with_capacity(entries.len());
     for (i, d) in entries {
-        if idx.last() == Some(&i) {
-            if let Some(last) = val.last_mut() {
-                *last += d;
-            }
-        } else {
-            idx.push(i);
-            val.push(d);
+        match merged.last_mut() {
+            Some(last) if last.0 == i => last.1 += d,
+            _ => merged.push((i, d)),
         }
     }
-    (idx, val)
+    Scratch {
+        rows: merged.iter().map(|e| e.0 as u32).collect(),
+        values: merged.iter().map(|e| e.1 as f32).collect(),
+    }
 }
 
 #[cfg(test)]
