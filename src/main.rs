@@ -124,7 +124,8 @@ enum Command {
         /// The RTDOSE file to write (DoseSummationType PLAN; BEAM with --beam).
         #[arg(long)]
         out: PathBuf,
-        /// Proton machine data (isodose-proton-machine/1 JSON); default: the
+        /// Proton machine data: isodose-proton-machine/1 JSON, or an MCsquare
+        /// beam data library (BDL text, read by its content); default: the
         /// built-in generic machine (1e8 protons/MU at 100 MeV, not yours).
         #[arg(long)]
         machine: Option<PathBuf>,
@@ -137,9 +138,20 @@ enum Command {
         /// in the CT's extent and covers all of it.
         #[arg(long)]
         spacing: Option<f64>,
-        /// Sub-spot ray tracing: none (ray casting), 3x3 or 5x5.
+        /// Spot splitting (fine sampling into narrow sub-pencils, each with
+        /// its own ray): none (ray casting), fine (9x9, recommended where
+        /// lateral heterogeneities lie inside spots) or an odd NxN from 5x5 to
+        /// 15x15.
         #[arg(long, default_value = "none")]
         spot_splitting: String,
+        /// Leave out the machine's nuclear halo (the wide Gaussian of
+        /// nonelastic secondaries; on by default).
+        #[arg(long)]
+        no_halo: bool,
+        /// Fraction of each pencil's laterally integrated dose that the
+        /// lateral cut-off may drop, in (0, 0.5).
+        #[arg(long, default_value_t = 0.005)]
+        lateral_cutoff: f64,
         /// Also write one RTDOSE per beam (DoseSummationType BEAM,
         /// ReferencedBeamNumber), named OUT_beam<N>.dcm.
         #[arg(long)]
@@ -260,6 +272,8 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             backend,
             spacing,
             spot_splitting,
+            no_halo,
+            lateral_cutoff,
             beam_dose,
             beam,
             total,
@@ -272,6 +286,8 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 backend,
                 spacing_mm: spacing,
                 spot_splitting,
+                include_halo: !no_halo,
+                lateral_cutoff_fraction: lateral_cutoff,
                 beam_dose,
                 beam,
                 total,

@@ -50,14 +50,19 @@ pub struct ProtonArgs {
     pub plan: PathBuf,
     /// RTDOSE file to write.
     pub out: PathBuf,
-    /// Machine file (isodose-proton-machine/1); `None`: the generic machine.
+    /// Machine file (isodose-proton-machine/1 JSON or an MCsquare BDL);
+    /// `None`: the generic machine.
     pub machine: Option<PathBuf>,
     /// "auto", "cpu" or "gpu".
     pub backend: String,
     /// Dose-grid spacing, mm (`None`: [`PROTON_SPACING_MM`]).
     pub spacing_mm: Option<f64>,
-    /// "none", "3x3" or "5x5".
+    /// "none", "fine" or "NxN" (odd, 5–15).
     pub spot_splitting: String,
+    /// Include the machine's nuclear halo.
+    pub include_halo: bool,
+    /// Lateral cut-off fraction (see [`DoseOptions`]).
+    pub lateral_cutoff_fraction: f64,
     /// Also write one RTDOSE per beam.
     pub beam_dose: bool,
     /// Only this BeamNumber.
@@ -187,9 +192,14 @@ pub fn proton(a: &ProtonArgs) -> CliResult {
                 .map_err(|e| format!("--spot-splitting: {e} (or \"none\" for ray casting)"))?,
         ),
     };
+    options.include_halo = a.include_halo;
+    options.lateral_cutoff_fraction = a.lateral_cutoff_fraction;
+    options
+        .validate()
+        .map_err(|e| format!("--lateral-cutoff: {e}"))?;
     let spacing_mm = positive("--spacing", a.spacing_mm.unwrap_or(PROTON_SPACING_MM))?;
     let machine = match &a.machine {
-        Some(path) => ProtonMachine::from_json_file(path)?,
+        Some(path) => ProtonMachine::from_file(path)?,
         None => ProtonMachine::generic()?,
     };
     let ion = read_ion_plan(&a.plan)?;
@@ -358,12 +368,12 @@ pub fn proton(a: &ProtonArgs) -> CliResult {
     )?;
     writeln!(
         r,
-        "  calculation    {}, nuclear halo on, lateral cut-off {} %, HU->RSP curve {:?}",
+        "  calculation    {}, nuclear halo {}, lateral cut-off {} %, HU->RSP curve {:?}",
         match options.spot_splitting {
-            None => "ray casting",
-            Some(SpotSplitting::ThreeByThree) => "spot splitting 3x3",
-            Some(SpotSplitting::FiveByFive) => "spot splitting 5x5",
+            None => "ray casting".to_owned(),
+            Some(s) => format!("spot splitting {}", s.name()),
         },
+        if options.include_halo { "on" } else { "off" },
         100.0 * options.lateral_cutoff_fraction,
         options.hlut.name()
     )?;

@@ -403,6 +403,51 @@ fn proton_dose_of_the_eclipse_head_plan_on_its_ct() {
     for (a, b) in sum.iter().zip(dose.data().iter()) {
         assert!((a - f64::from(*b)).abs() <= 1e-5 * f64::from(max));
     }
+
+    // the dose options and a machine read from an MCsquare beam data library
+    // (OpenTPS's stock IBA library), on one beam and a 4 mm grid
+    let bdl = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("dose-core/tests/data/bdl/BDL_default_DN_RangeShifter.txt");
+    let out2 = dir.join("RD_options.dcm");
+    let stdout = run_ok(
+        isodose()
+            .args([
+                "proton",
+                "--backend",
+                "cpu",
+                "--beam",
+                "1",
+                "--spacing",
+                "4",
+            ])
+            .args([
+                "--no-halo",
+                "--spot-splitting",
+                "5x5",
+                "--lateral-cutoff",
+                "0.01",
+            ])
+            .arg("--machine")
+            .arg(&bdl)
+            .arg("--ct")
+            .arg(&ct)
+            .arg("--plan")
+            .arg(&plan_path)
+            .arg("--out")
+            .arg(&out2),
+    );
+    for needle in [
+        "spot splitting 5x5, nuclear halo off, lateral cut-off 1 %",
+        "BDL_default_DN_RangeShifter.txt",
+    ] {
+        assert!(stdout.contains(needle), "{needle:?} not in\n{stdout}");
+    }
+    let rd2 = read_rtdose(&out2).unwrap();
+    let iso2 = rd2.dose.sample_trilinear(&iso).unwrap();
+    assert!(
+        iso2 > 0.0,
+        "beam 1 with the BDL machine: {iso2} Gy at the isocentre"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -641,7 +686,20 @@ fn proton_and_brachy_user_errors_exit_1_with_a_message() {
             .arg(dir.join("RD.dcm")),
     );
     assert!(
-        stderr.contains("--spot-splitting") && stderr.contains("\"4x4\"") && stderr.contains("3x3"),
+        stderr.contains("--spot-splitting") && stderr.contains("\"4x4\"") && stderr.contains("5x5"),
+        "{stderr}"
+    );
+    let stderr = run_err(
+        isodose()
+            .args(["proton", "--lateral-cutoff", "0.7", "--plan"])
+            .arg(test_data("dcpt_head_RN.dcm"))
+            .arg("--ct")
+            .arg(&dir)
+            .arg("--out")
+            .arg(dir.join("RD.dcm")),
+    );
+    assert!(
+        stderr.contains("--lateral-cutoff") && stderr.contains("0.7"),
         "{stderr}"
     );
     // an ion plan given to brachy: the SOP class is named

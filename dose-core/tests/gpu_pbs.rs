@@ -218,7 +218,7 @@ fn gpu_matches_cpu_on_a_heterogeneous_phantom() {
     )
     .unwrap();
     let options = DoseOptions {
-        spot_splitting: Some(SpotSplitting::ThreeByThree),
+        spot_splitting: Some(SpotSplitting::lattice(5).unwrap()),
         ..DoseOptions::new().unwrap()
     };
     let a = cpu()
@@ -301,7 +301,7 @@ proptest! {
             (0usize..3, -30.0f64..30.0, 2.0f64..20.0, -1000.0f32..1500.0), 0..4),
         plan in plan_strategy(),
         halo in any::<bool>(),
-        splitting in prop_oneof![Just(None), Just(Some(SpotSplitting::ThreeByThree)), Just(Some(SpotSplitting::FiveByFive))],
+        splitting in prop_oneof![Just(None), Just(Some(SpotSplitting::lattice(5).unwrap())), Just(Some(SpotSplitting::lattice(7).unwrap()))],
         dose_grid in prop::option::of((1.5f64..4.0, prop::array::uniform3(-3.0f64..3.0))),
     ) {
         let Some(g) = gpu() else { return Ok(()) };

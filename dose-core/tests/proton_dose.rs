@@ -121,7 +121,7 @@ fn slabs_shift_the_distal_falloff_by_their_water_equivalent_excess() {
     let hlut = Hlut::new("test", vec![-1000.0, 0.0, 1000.0], vec![0.4, 1.0, 1.6]).unwrap();
     let y0 = -80.0;
     let base = water([21, 160, 21], [2.0, 1.0, 2.0], y0);
-    for splitting in [None, Some(SpotSplitting::ThreeByThree)] {
+    for splitting in [None, Some(SpotSplitting::lattice(5).unwrap())] {
         let options = DoseOptions {
             hlut: hlut.clone(),
             spot_splitting: splitting,
@@ -281,7 +281,7 @@ fn dij_times_weights_is_the_forward_dose() {
         .iter()
         .flat_map(|b| b.spots().iter().map(|s| s.weight))
         .collect();
-    for splitting in [None, Some(SpotSplitting::ThreeByThree)] {
+    for splitting in [None, Some(SpotSplitting::lattice(5).unwrap())] {
         let opts = DoseOptions {
             spot_splitting: splitting,
             ..DoseOptions::new().unwrap()
@@ -476,7 +476,7 @@ fn spot_splitting_resolves_an_edge_that_ray_casting_misses() {
         engine().pbs_dose(&ct, &plan, machine(), None, &o).unwrap()
     };
     let ray = run(None);
-    let split = run(Some(SpotSplitting::FiveByFive));
+    let split = run(Some(SpotSplitting::RECOMMENDED));
     let water_r80 = distal_80_at_x(
         &engine()
             .pbs_dose(&base, &plan, machine(), None, &no_halo())

@@ -545,6 +545,16 @@ impl PyProtonMachine {
         let m = errors::detach(py, || ProtonMachine::from_json_file(&path))?.py_err(py)?;
         Ok(Self(Arc::new(m)))
     }
+    /// An MCsquare/OpenTPS beam data library (BDL text file): optics carried
+    /// from the nozzle exit to the isocentre, a second in-air Gaussian folded
+    /// into the halo, depth doses generated from physics for the library's
+    /// mean energies and energy spreads, protons per MU and PMMA range
+    /// shifters as given.
+    #[staticmethod]
+    fn load_bdl(py: Python<'_>, path: std::path::PathBuf) -> PyResult<Self> {
+        let m = errors::detach(py, || ProtonMachine::from_bdl_file(&path))?.py_err(py)?;
+        Ok(Self(Arc::new(m)))
+    }
     /// Machine name.
     #[getter]
     fn name(&self) -> String {
@@ -789,15 +799,23 @@ impl PyProtonPlan {
     }
 }
 
-fn proton_options(
-    py: Python<'_>,
-    spot_splitting: Option<&str>,
-    hu_to_rsp: Option<(Bound<'_, PyAny>, Bound<'_, PyAny>)>,
-) -> PyResult<DoseOptions> {
+/// The dose options a Python call names.
+struct PyDoseOptions<'py> {
+    spot_splitting: Option<&'py str>,
+    hu_to_rsp: Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>,
+    include_halo: bool,
+    lateral_cutoff_fraction: f64,
+}
+
+fn proton_options(py: Python<'_>, a: PyDoseOptions<'_>) -> PyResult<DoseOptions> {
     let mut o = DoseOptions::new().py_err(py)?;
-    if let Some(s) = spot_splitting {
+    if let Some(s) = a.spot_splitting {
         o.spot_splitting = Some(SpotSplitting::parse(s).py_err(py)?);
     }
+    o.include_halo = a.include_halo;
+    o.lateral_cutoff_fraction = a.lateral_cutoff_fraction;
+    o.validate().py_err(py)?;
+    let hu_to_rsp = a.hu_to_rsp;
     if let Some((hu, rsp)) = hu_to_rsp {
         o.hlut = Hlut::new(
             "user",
@@ -818,14 +836,19 @@ fn proton_options(
 /// backend: "auto", "cpu" or "gpu" (the forward dose runs on the GPU when
 ///     chosen, or under auto on a hardware GPU for plans of at least 1e7
 ///     pencil-voxel pairs; Dose.backend says which ran).
-/// spot_splitting: None (ray casting), "3x3" or "5x5" sub-pencils per spot.
+/// spot_splitting: None (ray casting), "fine" (9x9 sub-pencils, recommended
+///     where lateral heterogeneities lie inside spots) or an odd "NxN" from
+///     "5x5" to "15x15".
 /// hu_to_rsp: optional (hu, rsp) arrays, a piecewise-linear HU -> relative
 ///     stopping power curve replacing the default.
 /// progress: None, True (a new tqdm bar), a tqdm bar of yours or a callable (stage, done, total);
 ///     Ctrl-C stops the computation.
+/// include_halo: the machine's nuclear halo (keyword only; default True).
+/// lateral_cutoff_fraction: fraction of each pencil's laterally integrated
+///     dose the lateral cut-off may drop, in (0, 0.5) (keyword only; 0.005).
 /// Returns a Dose: float32 (z, y, x), Gy.
 #[pyfunction]
-#[pyo3(signature = (ct, plan, machine, grid = None, backend = "auto", spot_splitting = None, hu_to_rsp = None, progress = None))]
+#[pyo3(signature = (ct, plan, machine, grid = None, backend = "auto", spot_splitting = None, hu_to_rsp = None, progress = None, *, include_halo = true, lateral_cutoff_fraction = 0.005))]
 #[allow(clippy::too_many_arguments)]
 fn proton_dose(
     py: Python<'_>,
@@ -837,9 +860,19 @@ fn proton_dose(
     spot_splitting: Option<&str>,
     hu_to_rsp: Option<(Bound<'_, PyAny>, Bound<'_, PyAny>)>,
     progress: Option<Bound<'_, PyAny>>,
+    include_halo: bool,
+    lateral_cutoff_fraction: f64,
 ) -> PyResult<PyDose> {
     let e = engine(py, backend)?;
-    let options = proton_options(py, spot_splitting, hu_to_rsp)?;
+    let options = proton_options(
+        py,
+        PyDoseOptions {
+            spot_splitting,
+            hu_to_rsp,
+            include_halo,
+            lateral_cutoff_fraction,
+        },
+    )?;
     let g = grid.map(|g| g.0.clone());
     // the backend that ran (the CPU after an Auto fall-back)
     let (dose, ran) = progress::run(py, &e, progress.as_ref(), |e| {
@@ -851,7 +884,7 @@ fn proton_dose(
 /// The dose-influence matrix as (data float32, indices int32, indptr int64,
 /// shape): CSC, voxels × spots, Gy per proton.
 #[pyfunction]
-#[pyo3(signature = (ct, plan, machine, grid = None, backend = "auto", hu_to_rsp = None, max_bytes = None, progress = None))]
+#[pyo3(signature = (ct, plan, machine, grid = None, backend = "auto", hu_to_rsp = None, max_bytes = None, progress = None, *, spot_splitting = None, include_halo = true, lateral_cutoff_fraction = 0.005))]
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
 fn proton_dij_parts<'py>(
     py: Python<'py>,
@@ -863,6 +896,9 @@ fn proton_dij_parts<'py>(
     hu_to_rsp: Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>,
     max_bytes: Option<usize>,
     progress: Option<Bound<'py, PyAny>>,
+    spot_splitting: Option<&str>,
+    include_halo: bool,
+    lateral_cutoff_fraction: f64,
 ) -> PyResult<(
     Bound<'py, PyArray1<f32>>,
     Bound<'py, PyArray1<i32>>,
@@ -870,7 +906,15 @@ fn proton_dij_parts<'py>(
     (usize, usize),
 )> {
     let e = engine(py, backend)?;
-    let options = proton_options(py, None, hu_to_rsp)?;
+    let options = proton_options(
+        py,
+        PyDoseOptions {
+            spot_splitting,
+            hu_to_rsp,
+            include_halo,
+            lateral_cutoff_fraction,
+        },
+    )?;
     let g = grid.map(|g| g.0.clone());
     let limit = max_bytes.unwrap_or(DEFAULT_DIJ_LIMIT_BYTES);
     let dij = progress::run(py, &e, progress.as_ref(), |e| {

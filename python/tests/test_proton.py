@@ -106,6 +106,13 @@ def test_dose_shape_and_dij_times_weights(machine):
     assert dij.shape == (21 * 60 * 21, 4)
     from_dij = (dij @ p.beams[0].weights).reshape(a.shape)  # C order of (z, y, x)
     np.testing.assert_allclose(from_dij, a, atol=1e-5 * a.max())
+    # the options reach the dij as they reach the forward dose
+    for kw in ({"include_halo": False}, {"spot_splitting": "5x5"}, {"lateral_cutoff_fraction": 0.02}):
+        d = isodose.proton_dose(ct, p, machine, backend="cpu", **kw).array
+        m = isodose.proton_dij(ct, p, machine, backend="cpu", **kw)
+        np.testing.assert_allclose((m @ p.beams[0].weights).reshape(a.shape), d, atol=1e-5 * d.max())
+        if "include_halo" in kw:
+            assert m.nnz < dij.nnz
 
 
 def test_depth_dose_reaches_r80_along_y(machine):
@@ -126,10 +133,19 @@ def test_depth_dose_reaches_r80_along_y(machine):
 def test_options(machine):
     ct = water()
     p = plan()
-    split = isodose.proton_dose(ct, p, machine, spot_splitting="3x3").array
     plain = isodose.proton_dose(ct, p, machine).array
-    # in water splitting changes the dose only slightly
-    assert np.abs(split - plain).max() < 0.05 * plain.max()
+    for splitting in ("5x5", "fine"):
+        split = isodose.proton_dose(ct, p, machine, spot_splitting=splitting).array
+        # in water splitting changes the dose only slightly
+        assert np.abs(split - plain).max() < 0.02 * plain.max()
+    # without the halo the dose is lower everywhere and the total smaller by
+    # about the halo's share; a larger cut-off drops more of the tails
+    no_halo = isodose.proton_dose(ct, p, machine, include_halo=False).array
+    assert (no_halo <= plain + 1e-6 * plain.max()).all()
+    assert 0.8 * plain.sum() < no_halo.sum() < 0.99 * plain.sum()
+    coarse = isodose.proton_dose(ct, p, machine, lateral_cutoff_fraction=0.05).array
+    assert coarse.sum() < plain.sum()
+    assert np.count_nonzero(coarse) < np.count_nonzero(plain)
     custom = isodose.proton_dose(ct, p, machine, hu_to_rsp=([-1000, 0, 1000], [0.0, 1.1, 2.0])).array
     # RSP 1.1 in water: shorter range, the dose moves upstream
     assert np.argmax(custom[10, :, 10]) < np.argmax(plain[10, :, 10])
@@ -150,7 +166,13 @@ def test_errors(machine):
     with pytest.raises(isodose.InputError, match="equal lengths"):
         isodose.ProtonBeam(0.0, 0.0, (0, 0, 0), [100.0, 100.0], [0.0], [0.0], [1.0])
     with pytest.raises(isodose.InputError, match="spot splitting"):
-        isodose.proton_dose(ct, plan(), machine, spot_splitting="7x7")
+        isodose.proton_dose(ct, plan(), machine, spot_splitting="4x4")
+    with pytest.raises(isodose.InputError, match="spot splitting"):
+        isodose.proton_dij(ct, plan(), machine, spot_splitting="3x3")
+    with pytest.raises(isodose.InputError, match="cut-off"):
+        isodose.proton_dose(ct, plan(), machine, lateral_cutoff_fraction=0.7)
+    with pytest.raises(isodose.InputError, match="cut-off"):
+        isodose.proton_dij(ct, plan(), machine, lateral_cutoff_fraction=0.0)
     with pytest.raises(isodose.InputError, match="must not decrease"):
         isodose.proton_dose(ct, plan(), machine, hu_to_rsp=([0, 100], [1.0, 0.9]))
     with pytest.raises(isodose.InputError, match=r"\(nz, ny, nx\)"):

@@ -330,7 +330,8 @@ mod tests {
 
     use super::*;
     use crate::grid::CtVolume;
-    use crate::proton::prepare::{DoseOptions, SpotSplitting, slab_phantom};
+    use crate::proton::prepare::{DoseOptions, slab_phantom};
+    use crate::proton::splitting::SpotSplitting;
     use crate::proton::{ProtonBeam, ProtonPlan, RangeShifter, Spot};
 
     /// The plan's beams as the engine prepares them for a dij, on the CT's
@@ -377,7 +378,7 @@ mod tests {
             1,
         )
         .unwrap();
-        for splitting in [None, Some(SpotSplitting::ThreeByThree)] {
+        for splitting in [None, Some(SpotSplitting::lattice(5).unwrap())] {
             let options = DoseOptions {
                 spot_splitting: splitting,
                 ..DoseOptions::new().unwrap()

@@ -201,44 +201,93 @@ impl Recipe {
 
     /// The beam model of energy `e` (MeV), computed from physics.
     fn model(&self, e: f64) -> Result<EnergyModel> {
-        let pstar = WaterStopping::pstar()?;
-        let range = pstar.csda_range_mm(e)?;
-        let s = pstar.stopping_power_mev_cm2_g(e)?;
-        let curve = BraggCurve::new(&self.params, e, range, s, self.spread)?;
-        let sigma = curve.sigma_mm();
-        let end = range + 8.0 * sigma;
-        let dz = (sigma / 5.0).min(0.25);
-        let n = (end / dz).ceil() as usize + 1;
-        let depths: Vec<f64> = (0..n).map(|k| k as f64 * dz).collect();
-        let dose: Vec<f64> = depths
-            .iter()
-            .map(|&z| (curve.dose(z) * GY_MM2_PER_MEV_CM2_PER_G).max(0.0))
-            .collect();
-        let idd = DepthCurve::new(&format!("generic {e} MeV idd"), depths, dose)?;
-        let halo_depths: Vec<f64> = (0..=(end.ceil() as usize)).map(|k| k as f64).collect();
-        let weight = halo_depths
-            .iter()
-            .map(|&z| curve.nuclear_fraction(z))
-            .collect();
-        let extra = vec![self.halo_fraction * range; halo_depths.len()];
-        let halo = HaloModel {
-            weight: DepthCurve::new("generic halo weight", halo_depths.clone(), weight)?,
-            extra_sigma_mm: DepthCurve::new("generic halo sigma", halo_depths, extra)?,
-        };
         let optics = SpotOptics {
             sigma_mm: lerp_clamped(&self.sigma_e, &self.sigma_v, e),
             divergence_mrad: self.divergence,
             correlation: self.correlation,
         };
-        EnergyModel::new(
-            e,
-            idd,
-            optics,
-            optics,
-            self.n_ref * self.s_ref / s,
-            Some(halo),
+        let s = WaterStopping::pstar()?.stopping_power_mev_cm2_g(e)?;
+        physics_energy_model(
+            &PhysicsBeam {
+                nominal_energy_mev: e,
+                mean_energy_mev: e,
+                energy_spread_fraction: self.spread,
+                optics_x: optics,
+                optics_y: optics,
+                protons_per_mu: self.n_ref * self.s_ref / s,
+                halo_sigma_fraction_of_range: self.halo_fraction,
+            },
+            &self.params,
         )
     }
+}
+
+/// What a beam model generated from physics needs to know of one energy of a
+/// beam line.
+#[derive(Clone, Copy, Debug)]
+pub struct PhysicsBeam {
+    /// The energy plans name (the model's `energy_mev`), MeV.
+    pub nominal_energy_mev: f64,
+    /// Mean energy at the nozzle, MeV: sets the range (PSTAR CSDA range).
+    pub mean_energy_mev: f64,
+    /// 1σ energy spread as a fraction of the mean energy.
+    pub energy_spread_fraction: f64,
+    /// In-air optics at the isocentre plane.
+    pub optics_x: SpotOptics,
+    pub optics_y: SpotOptics,
+    /// MU calibration.
+    pub protons_per_mu: f64,
+    /// Extra σ of the nuclear halo as a fraction of the CSDA range (the
+    /// generic machine's design choice is 1/6, see `generic_machine.json`).
+    pub halo_sigma_fraction_of_range: f64,
+}
+
+/// The beam model of one energy generated from physics: the IDD is
+/// Bortfeld's Bragg curve (Bortfeld 1997, Med. Phys. 24:2024;
+/// [`BraggCurve`]) with R₀ the PSTAR CSDA range of the mean energy and the
+/// given energy spread; the nuclear halo carries Bortfeld's locally absorbed
+/// nonelastic term, spread with an extra σ of
+/// `halo_sigma_fraction_of_range`·R₀. The recipe of the generic machine, and
+/// of machines read from an MCsquare beam data library ([`super::bdl`]).
+pub fn physics_energy_model(beam: &PhysicsBeam, params: &BortfeldParams) -> Result<EnergyModel> {
+    let e = beam.mean_energy_mev;
+    let pstar = WaterStopping::pstar()?;
+    let range = pstar.csda_range_mm(e)?;
+    let s = pstar.stopping_power_mev_cm2_g(e)?;
+    let curve = BraggCurve::new(params, e, range, s, beam.energy_spread_fraction)?;
+    let sigma = curve.sigma_mm();
+    let end = range + 8.0 * sigma;
+    let dz = (sigma / 5.0).min(0.25);
+    let n = (end / dz).ceil() as usize + 1;
+    let depths: Vec<f64> = (0..n).map(|k| k as f64 * dz).collect();
+    let dose: Vec<f64> = depths
+        .iter()
+        .map(|&z| (curve.dose(z) * GY_MM2_PER_MEV_CM2_PER_G).max(0.0))
+        .collect();
+    let name = beam.nominal_energy_mev;
+    let idd = DepthCurve::new(&format!("{name} MeV idd"), depths, dose)?;
+    let halo_depths: Vec<f64> = (0..=(end.ceil() as usize)).map(|k| k as f64).collect();
+    let weight = halo_depths
+        .iter()
+        .map(|&z| curve.nuclear_fraction(z))
+        .collect();
+    let extra = vec![beam.halo_sigma_fraction_of_range * range; halo_depths.len()];
+    let halo = HaloModel {
+        weight: DepthCurve::new(
+            &format!("{name} MeV halo weight"),
+            halo_depths.clone(),
+            weight,
+        )?,
+        extra_sigma_mm: DepthCurve::new(&format!("{name} MeV halo sigma"), halo_depths, extra)?,
+    };
+    EnergyModel::new(
+        beam.nominal_energy_mev,
+        idd,
+        beam.optics_x,
+        beam.optics_y,
+        beam.protons_per_mu,
+        Some(halo),
+    )
 }
 
 /// The generic machine's beam model at any energy `energy_mev` within its

@@ -632,6 +632,20 @@ impl ProtonMachine {
         Ok(self)
     }
 
+    /// Reads a machine file of either format: isodose JSON (format above;
+    /// the text starts with `{`) or an MCsquare beam data library
+    /// ([`ProtonMachine::from_bdl_file`]).
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = read_text(path)?;
+        let origin = path.display().to_string();
+        if text.trim_start().starts_with('{') {
+            Self::from_json_str(&text, &origin)
+        } else {
+            Self::from_bdl_str(&text, &origin)
+        }
+    }
+
     /// Reads a machine file (format above). The Highland constants for
     /// scattering in the patient are isodose's water values.
     pub fn from_json_file(path: impl AsRef<Path>) -> Result<Self> {

@@ -11,14 +11,17 @@
 //! Doses are computed by [`crate::engine::Engine::pbs_dose`] and
 //! [`crate::engine::Engine::pbs_dij`].
 
+pub mod bdl;
 pub mod dij;
 pub mod generic;
 pub mod kernel;
 pub mod machine;
 pub mod plan;
 pub mod prepare;
+pub mod splitting;
 
 pub use dij::Dij;
 pub use machine::{EnergyModel, ProtonMachine, SpotOptics};
 pub use plan::{ProtonBeam, ProtonPlan, RangeShifter, Spot};
-pub use prepare::{DoseOptions, SpotSplitting};
+pub use prepare::DoseOptions;
+pub use splitting::SpotSplitting;

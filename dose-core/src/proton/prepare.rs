@@ -8,20 +8,18 @@
 //! heterogeneities within the spot's width are ignored: a bone edge parallel
 //! to the beam inside a spot shifts the whole spot or none of it.
 //!
-//! **Spot splitting** ([`SpotSplitting`]): each spot is replaced by sub-pencils
-//! at Gauss–Hermite offsets (3 × 3 or 5 × 5) in the isocentre plane, each with
-//! its own ray and WED and a narrower width, σ_sub² = σ² − σ_split², so that
-//! the sum reproduces the spot's Gaussian in a homogeneous medium (exactly in
-//! its second moments) while each part ranges out at its own WED. Cost: 9 or 25
-//! rays and voxel traversals per spot instead of one; accuracy: edges are
-//! resolved to about σ_split = 0.6 σ₀ (σ₀ the in-air spot size) instead of the
-//! whole spot.
+//! **Spot splitting** ([`SpotSplitting`], [`super::splitting`]): each spot is
+//! replaced by a lattice of narrow sub-pencils (fine sampling), each with its
+//! own ray and WED and the spot's width less the lattice's spread, so that
+//! the sum reproduces the spot in a homogeneous medium while each part ranges
+//! out at its own WED.
 
 use nalgebra::{Point3, Unit, Vector3};
 
 use super::kernel::DepthNode;
 use super::machine::{EnergyModel, ProtonMachine};
 use super::plan::{ProtonBeam, RangeShifter};
+use super::splitting::{SpotSplitting, SubPencils, sigma_min_mm};
 use crate::error::{DoseError, Result};
 use crate::geometry::{BeamFrame, trace_ray};
 use crate::grid::{CtVolume, Grid3};
@@ -29,55 +27,15 @@ use crate::physics::hlut::Hlut;
 use crate::physics::mcs::{HighlandParams, mcs_sigma_mm, pv_mev};
 use crate::physics::pstar::WaterStopping;
 
-/// Sub-pencil decomposition of each spot.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SpotSplitting {
-    /// 3 × 3 Gauss–Hermite sub-pencils.
-    ThreeByThree,
-    /// 5 × 5 Gauss–Hermite sub-pencils.
-    FiveByFive,
-}
-
-impl SpotSplitting {
-    /// (offset in units of σ_split, weight) per axis: the probabilists'
-    /// Gauss–Hermite rule, exact for polynomials of degree 2n − 1.
-    fn rule(self) -> &'static [(f64, f64)] {
-        const THREE: [(f64, f64); 3] = [
-            (-1.732_050_807_568_877_2, 1.0 / 6.0),
-            (0.0, 2.0 / 3.0),
-            (1.732_050_807_568_877_2, 1.0 / 6.0),
-        ];
-        // nodes ±√(5 ± √10), weights 5!/(25 He₄(x)²)
-        const FIVE: [(f64, f64); 5] = [
-            (-2.856_970_013_872_805_7, 0.011_257_411_327_720_69),
-            (-1.355_626_179_974_266, 0.222_075_922_005_612_64),
-            (0.0, 0.533_333_333_333_333_3),
-            (1.355_626_179_974_266, 0.222_075_922_005_612_64),
-            (2.856_970_013_872_805_7, 0.011_257_411_327_720_69),
-        ];
-        match self {
-            SpotSplitting::ThreeByThree => &THREE,
-            SpotSplitting::FiveByFive => &FIVE,
-        }
-    }
-
-    /// Parses `"3x3"` or `"5x5"`.
-    pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "3x3" => Ok(Self::ThreeByThree),
-            "5x5" => Ok(Self::FiveByFive),
-            other => Err(DoseError::InvalidOption {
-                what: "spot splitting",
-                value: other.to_owned(),
-                expected: "\"3x3\" or \"5x5\"",
-            }),
-        }
-    }
-}
-
-/// σ_split / σ₀: the spread of the sub-pencil offsets relative to the in-air
-/// spot size at the isocentre.
-const SPLIT_FRACTION: f64 = 0.6;
+/// The data of one of a beam's energies: the energy (MeV), its model, depth
+/// model, range-shifter θ₀ (rad) and sub-pencil lattice.
+type EnergyData<'a> = (
+    f64,
+    std::borrow::Cow<'a, EnergyModel>,
+    DepthModel,
+    f64,
+    SubPencils,
+);
 
 /// Options of a proton dose calculation.
 #[derive(Clone, Debug, PartialEq)]
@@ -87,7 +45,8 @@ pub struct DoseOptions {
     /// Fraction of each pencil's laterally integrated dose that the lateral
     /// cut-off may drop (default 0.005, i.e. 0.5 %).
     pub lateral_cutoff_fraction: f64,
-    /// Spot splitting, or `None` for ray casting.
+    /// Spot splitting, or `None` for ray casting
+    /// ([`SpotSplitting::RECOMMENDED`] where lateral heterogeneities matter).
     pub spot_splitting: Option<SpotSplitting>,
     /// Include the machine's nuclear halo (default true).
     pub include_halo: bool,
@@ -105,7 +64,8 @@ impl DoseOptions {
         })
     }
 
-    fn validate(&self) -> Result<()> {
+    /// Checks the options (the cut-off fraction within (0, 0.5)).
+    pub fn validate(&self) -> Result<()> {
         let f = self.lateral_cutoff_fraction;
         if !(f.is_finite() && f > 0.0 && f < 0.5) {
             return Err(DoseError::OutOfRange {
@@ -374,26 +334,6 @@ pub(crate) fn prepare_beam(
     let mut energies: Vec<f64> = beam.spots().iter().map(|s| s.energy_mev).collect();
     energies.sort_by(f64::total_cmp);
     energies.dedup();
-    // energies between the machine's tabulated ones are interpolated
-    // (`ProtonMachine::energy_model`); outside its range they are an error
-    let models: Vec<(f64, std::borrow::Cow<'_, EnergyModel>, DepthModel, f64)> = energies
-        .iter()
-        .map(|&e| {
-            let em = machine.energy_model(e)?;
-            let dm = DepthModel::new(
-                &em,
-                shifter,
-                options.include_halo,
-                pstar,
-                machine.highland(),
-            )?;
-            let theta = match shifter {
-                Some(s) => shifter_theta0(s, em.energy_mev, pstar, machine.highland())?,
-                None => 0.0,
-            };
-            Ok((e, em, dm, theta))
-        })
-        .collect::<Result<_>>()?;
     // Δ range of the dose grid (its corners), and where rays start: upstream
     // of the CT and the dose grid, downstream of the virtual sources
     let corners = |g: &Grid3| {
@@ -421,13 +361,44 @@ pub(crate) fn prepare_beam(
         .iter()
         .copied()
         .fold(f64::NEG_INFINITY, f64::max);
+    // energies between the machine's tabulated ones are interpolated
+    // (`ProtonMachine::energy_model`); outside its range they are an error
+    let models: Vec<EnergyData<'_>> = energies
+        .iter()
+        .map(|&e| {
+            let em = machine.energy_model(e)?;
+            let dm = DepthModel::new(
+                &em,
+                shifter,
+                options.include_halo,
+                pstar,
+                machine.highland(),
+            )?;
+            let theta = match shifter {
+                Some(s) => shifter_theta0(s, em.energy_mev, pstar, machine.highland())?,
+                None => 0.0,
+            };
+            // the lattice of sub-pencils, from the spot's smallest in-air σ
+            // over the depths of the dose grid
+            let subs = match options.spot_splitting {
+                None => SubPencils::none(),
+                Some(split) => {
+                    let range = (min_delta, max_delta);
+                    split.sub_pencils((
+                        sigma_min_mm(|d| em.optics_x.sigma_sq_at(d), inv_sad.0, range),
+                        sigma_min_mm(|d| em.optics_y.sigma_sq_at(d), inv_sad.1, range),
+                    ))
+                }
+            };
+            Ok((e, em, dm, theta, subs))
+        })
+        .collect::<Result<_>>()?;
     let delta_start = (min_delta - 10.0).max(-0.95 * sad_x.min(sad_y));
     let min_spacing = {
         let s = dose_grid.spacing_mm();
         s.x.min(s.y).min(s.z)
     };
     let step = (min_spacing / 4.0).min(0.5);
-    let splitting = options.spot_splitting;
     let pencils: Vec<Vec<Pencil>> = beam
         .spots()
         .par_iter()
@@ -436,31 +407,14 @@ pub(crate) fn prepare_beam(
             if only_weighted && spot.weight == 0.0 {
                 return Ok(Vec::new());
             }
-            let (_, em, dm, theta_rs) = models
+            let (_, em, dm, theta_rs, subs) = models
                 .iter()
                 .find(|m| m.0 == spot.energy_mev)
                 .ok_or_else(|| machine_energy_error(machine, spot.energy_mev))?;
-            let sigma0 = em.optics_x.sigma_mm.min(em.optics_y.sigma_mm);
-            let sigma_split = SPLIT_FRACTION * sigma0;
-            let subs: Vec<(f64, f64, f64)> = match splitting {
-                None => vec![(0.0, 0.0, 1.0)],
-                Some(sp) => {
-                    let rule = sp.rule();
-                    rule.iter()
-                        .flat_map(|&(a, wa)| {
-                            rule.iter()
-                                .map(move |&(b, wb)| (a * sigma_split, b * sigma_split, wa * wb))
-                        })
-                        .collect()
-                }
-            };
-            let split_var = if splitting.is_some() {
-                sigma_split * sigma_split
-            } else {
-                0.0
-            };
-            subs.into_iter()
-                .map(|(ox, oy, w)| {
+            let (var_x, var_y) = subs.var_mm2;
+            subs.points
+                .iter()
+                .map(|&(ox, oy, w)| {
                     let (x_iso, y_iso) = (spot.x_mm + ox, spot.y_mm + oy);
                     let profile =
                         WedProfile::trace(ct_grid, rsp, &frame, x_iso, y_iso, inv_sad, delta_start);
@@ -492,15 +446,17 @@ pub(crate) fn prepare_beam(
                         });
                         let core_x = em.optics_x.sigma_sq_at(delta) + mcs_sq + rs_sq;
                         let core_y = em.optics_y.sigma_sq_at(delta) + mcs_sq + rs_sq;
-                        // sub-pencils carry the core minus the offsets' spread
-                        // (which diverges with the pencils)
-                        let sub = |core: f64, inv: f64| {
-                            let spread = split_var * (1.0 + delta * inv).powi(2);
-                            (core - spread).max(0.05 * core).sqrt()
+                        // sub-pencils carry the core (and halo) variance less
+                        // the lattice's spread, which diverges with the
+                        // pencils (σ_sub² = σ² − V(1 + Δ/SAD)², never below
+                        // 1 % of σ², which the lattice's σ_min keeps away)
+                        let less = |var: f64, spread: f64, inv: f64| {
+                            (var - spread * (1.0 + delta * inv).powi(2)).max(0.01 * var)
                         };
-                        let (sx, sy) = (sub(core_x, inv_sad.0), sub(core_y, inv_sad.1));
-                        let hx = (core_x + extra_sq).sqrt();
-                        let hy = (core_y + extra_sq).sqrt();
+                        let sx = less(core_x, var_x, inv_sad.0).sqrt();
+                        let sy = less(core_y, var_y, inv_sad.1).sqrt();
+                        let hx = less(core_x + extra_sq, var_x, inv_sad.0).sqrt();
+                        let hy = less(core_y + extra_sq, var_y, inv_sad.1).sqrt();
                         let node = DepthNode::new(
                             idd,
                             (sx, sy),
@@ -563,9 +519,12 @@ pub(crate) fn pencils_by_spot(beams: &[PreparedBeam], n_spots: usize) -> Vec<Vec
 
 /// An estimate of the entries of one spot's dij column (its pencils
 /// `pencils`, as (beam, pencil) indices): the voxels of the volume within
-/// the cut-off, π r² per node step, each disc widened by the sub-pencils'
-/// offsets from their mean for a split spot. It sizes a reservation; it is
-/// not a bound (the exact count is the traversal's).
+/// the cut-off, per node step the area of the union of the pencils' discs.
+/// For one pencil that is π r²; for a split spot it is taken as the
+/// rectangle spanning the sub-pencils' centres (half-widths a, b) widened
+/// by the largest cut-off radius r of the sub-pencils at that node,
+/// 4ab + 4(a + b)r + πr². It sizes a reservation; it is not a bound (the
+/// exact count is the traversal's).
 pub(crate) fn estimate_entries(
     beams: &[PreparedBeam],
     pencils: &[(usize, usize)],
@@ -581,19 +540,29 @@ pub(crate) fn estimate_entries(
     let n = all.len() as f64;
     let mean_x = all.iter().map(|p| p.x_iso).sum::<f64>() / n;
     let mean_y = all.iter().map(|p| p.y_iso).sum::<f64>() / n;
+    let a = all
+        .iter()
+        .map(|p| (p.x_iso - mean_x).abs())
+        .fold(0.0, f64::max);
+    let b = all
+        .iter()
+        .map(|p| (p.y_iso - mean_y).abs())
+        .fold(0.0, f64::max);
+    let nodes = all.iter().map(|p| p.nodes.len()).max().unwrap_or(0);
     let per_voxel = 1.0 / grid.voxel_volume_mm3();
-    all.iter()
-        .map(|p| {
-            let widen = (p.x_iso - mean_x).hypot(p.y_iso - mean_y);
-            let area: f64 = p
-                .nodes
+    let step = all[0].step;
+    (1..nodes)
+        .map(|k| {
+            let r = all
                 .iter()
-                .skip(1)
-                .map(|node| (node.cutoff_sq.sqrt() + widen).powi(2))
-                .sum();
-            std::f64::consts::PI * area * p.step * per_voxel
+                .filter_map(|p| p.nodes.get(k))
+                .map(|node| node.cutoff_sq.sqrt())
+                .fold(0.0, f64::max);
+            4.0 * a * b + 4.0 * (a + b) * r + std::f64::consts::PI * r * r
         })
-        .fold(0.0, f64::max)
+        .sum::<f64>()
+        * step
+        * per_voxel
 }
 
 /// Where a traversal's voxels go: one at a time, or a row's run at once

@@ -149,6 +149,10 @@ def proton_dij(
     hu_to_rsp: Optional[Tuple[npt.ArrayLike, npt.ArrayLike]] = None,
     max_bytes: Optional[int] = None,
     progress: ProgressArg = None,
+    *,
+    spot_splitting: Optional[str] = None,
+    include_halo: bool = True,
+    lateral_cutoff_fraction: float = 0.005,
 ) -> Any:
     """Dose-influence matrix: voxels x spots, Gy per proton.
 
@@ -175,6 +179,18 @@ def proton_dij(
         "dij: counting entries" before the filling on the GPU, or when the
         estimated matrix does not fit under ``max_bytes``). Ctrl-C stops the
         computation.
+    spot_splitting : None, "fine" or "NxN", keyword only
+        None: ray casting; "fine": 9x9 sub-pencils per spot (fine sampling,
+        each with its own ray: resolves heterogeneity edges inside a spot);
+        an odd "NxN" from "5x5" to "15x15". A split spot is still one column.
+    include_halo : bool, keyword only
+        The machine's nuclear halo (default True: ``dij @ w`` is the forward
+        dose). False drops the wide, low halo Gaussian: on the 3,211-spot
+        reference field about 6x fewer entries (see BENCHMARKS.md, "dij
+        sparsification", for the dose error this costs).
+    lateral_cutoff_fraction : float, keyword only
+        Fraction of each pencil's laterally integrated dose the lateral
+        cut-off may drop, in (0, 0.5); default 0.005.
 
     Returns
     -------
@@ -184,7 +200,17 @@ def proton_dij(
     ``dij @ weights`` is the dose of those weights (protons).
     """
     data, indices, indptr, shape = _isodose.proton_dij_parts(
-        ct, plan, machine, grid, backend, hu_to_rsp, max_bytes, progress
+        ct,
+        plan,
+        machine,
+        grid,
+        backend,
+        hu_to_rsp,
+        max_bytes,
+        progress,
+        spot_splitting=spot_splitting,
+        include_halo=include_halo,
+        lateral_cutoff_fraction=lateral_cutoff_fraction,
     )
     try:
         from scipy.sparse import csc_matrix  # type: ignore[import-untyped]

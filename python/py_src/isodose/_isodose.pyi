@@ -152,6 +152,8 @@ class ProtonMachine:
     def generic() -> ProtonMachine: ...
     @staticmethod
     def load(path: Union[str, PathLike[str]]) -> ProtonMachine: ...
+    @staticmethod
+    def load_bdl(path: Union[str, PathLike[str]]) -> ProtonMachine: ...
     @property
     def name(self) -> str: ...
     @property
@@ -220,6 +222,9 @@ def proton_dose(
     spot_splitting: Optional[str] = None,
     hu_to_rsp: Optional[Tuple[_ArrayLike, _ArrayLike]] = None,
     progress: _Progress = None,
+    *,
+    include_halo: bool = True,
+    lateral_cutoff_fraction: float = 0.005,
 ) -> Dose: ...
 def proton_dij_parts(
     ct: CtImage,
@@ -230,6 +235,10 @@ def proton_dij_parts(
     hu_to_rsp: Optional[Tuple[_ArrayLike, _ArrayLike]] = None,
     max_bytes: Optional[int] = None,
     progress: _Progress = None,
+    *,
+    spot_splitting: Optional[str] = None,
+    include_halo: bool = True,
+    lateral_cutoff_fraction: float = 0.005,
 ) -> Tuple[
     npt.NDArray[np.float32],
     npt.NDArray[np.int32],

@@ -1030,8 +1030,9 @@ mod tests {
     use super::*;
     use crate::grid::CtVolume;
     use crate::physics::hlut::Hlut;
+    use crate::proton::prepare::DoseOptions;
     use crate::proton::prepare::for_each_voxel;
-    use crate::proton::prepare::{DoseOptions, SpotSplitting};
+    use crate::proton::splitting::SpotSplitting;
     use crate::proton::{ProtonBeam, ProtonPlan, RangeShifter, Spot};
 
     fn machine() -> &'static crate::proton::ProtonMachine {
@@ -1056,7 +1057,7 @@ mod tests {
             1,
         )
         .unwrap();
-        let beams = prepared(&ct, &p, &options(Some(SpotSplitting::ThreeByThree)));
+        let beams = prepared(&ct, &p, &options(Some(SpotSplitting::lattice(5).unwrap())));
         let hook = crate::engine::progress::Hook::default();
         let reference =
             crate::engine::proton_cpu::pbs_dij(&beams, &g, 4, usize::MAX, &hook).unwrap();
@@ -1178,7 +1179,7 @@ mod tests {
             let beams = prepared(
                 &ct,
                 &plan(gantry, couch, shifter),
-                &options(Some(SpotSplitting::ThreeByThree)),
+                &options(Some(SpotSplitting::lattice(5).unwrap())),
             );
             let mut visited = 0;
             for beam in &beams {
