@@ -33,6 +33,26 @@ def test_machine(machine):
     assert "/nonexistent/machine.json" in str(e.value)
 
 
+def test_an_mcsquare_beam_data_library_is_a_machine(tmp_path):
+    """OpenTPS's stock IBA library (dose-core/tests/data/bdl, Apache-2.0):
+    every row, ranges from the mean energies, and its errors."""
+    from conftest import REPO
+
+    path = REPO / "dose-core" / "tests" / "data" / "bdl" / "BDL_default_DN_RangeShifter.txt"
+    m = isodose.ProtonMachine.load_bdl(path)
+    assert len(m.energies_mev) == 27 and m.energies_mev[-1] == 225.0
+    assert np.all(np.diff(m.r80_mm) > 0)
+    # 150 MeV nominal, 150.559 MeV mean: PSTAR CSDA range 158.9 mm, R80 just short of it
+    r80 = m.r80_mm[list(m.energies_mev).index(150.0)]
+    assert 158.0 < r80 < 159.2
+    with pytest.raises(FileNotFoundError):
+        isodose.ProtonMachine.load_bdl(tmp_path / "absent.txt")
+    bad = tmp_path / "bad.txt"
+    bad.write_text(path.read_text().replace("SMX to Isocenter distance", "SMX"))
+    with pytest.raises(isodose.IsodoseError, match="SMX to Isocenter distance"):
+        isodose.ProtonMachine.load_bdl(bad)
+
+
 def test_a_commissioned_machine_file_sets_the_dose(tmp_path):
     """A machine file (isodose-proton-machine/1) with one energy whose IDD
     is flat at 2e-3 Gy mm^2 per proton to 50 mm and zero from 51 mm: the
@@ -138,11 +158,14 @@ def test_options(machine):
         split = isodose.proton_dose(ct, p, machine, spot_splitting=splitting).array
         # in water splitting changes the dose only slightly
         assert np.abs(split - plain).max() < 0.02 * plain.max()
-    # without the halo the dose is lower everywhere and the total smaller by
-    # about the halo's share; a larger cut-off drops more of the tails
+    # without the halo the whole depth dose is in the narrow core: more dose
+    # near the spots, none in the wide tails, about the same integral (the
+    # halo also spills out of the small phantom); a larger cut-off drops
+    # more of the tails
     no_halo = isodose.proton_dose(ct, p, machine, include_halo=False).array
-    assert (no_halo <= plain + 1e-6 * plain.max()).all()
-    assert 0.8 * plain.sum() < no_halo.sum() < 0.99 * plain.sum()
+    assert no_halo.max() > plain.max()
+    assert np.count_nonzero(no_halo) < 0.9 * np.count_nonzero(plain)
+    assert 0.97 * plain.sum() < no_halo.sum() < 1.2 * plain.sum()
     coarse = isodose.proton_dose(ct, p, machine, lateral_cutoff_fraction=0.05).array
     assert coarse.sum() < plain.sum()
     assert np.count_nonzero(coarse) < np.count_nonzero(plain)

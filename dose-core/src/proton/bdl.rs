@@ -164,7 +164,10 @@ impl ProtonMachine {
         if energies.is_empty() {
             return Err(bdl_error(origin, "the energy table is empty"));
         }
-        let name = format!("BDL {origin}");
+        let file = Path::new(origin)
+            .file_name()
+            .map_or(origin.into(), |f| f.to_string_lossy());
+        let name = format!("BDL {file}");
         let machine = ProtonMachine::new(&name, sad_x, sad_y, energies, highland_params()?)?;
         machine.with_range_shifters(range_shifters(&lines, origin)?)
     }

@@ -27,6 +27,17 @@ use crate::physics::hlut::Hlut;
 use crate::physics::mcs::{HighlandParams, mcs_sigma_mm, pv_mev};
 use crate::physics::pstar::WaterStopping;
 
+/// What a pencil carries of its spot's lateral kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Part {
+    /// The core and the halo (ray casting).
+    Whole,
+    /// The core only (a sub-pencil of a split spot).
+    Core,
+    /// The halo only, as one Gaussian (the halo pencil of a split spot).
+    Halo,
+}
+
 /// The data of one of a beam's energies: the energy (MeV), its model, depth
 /// model, range-shifter θ₀ (rad) and sub-pencil lattice.
 type EnergyData<'a> = (
@@ -412,9 +423,24 @@ pub(crate) fn prepare_beam(
                 .find(|m| m.0 == spot.energy_mev)
                 .ok_or_else(|| machine_energy_error(machine, spot.energy_mev))?;
             let (var_x, var_y) = subs.var_mm2;
+            // ray casting: one pencil with the core and the halo; a split
+            // spot: the lattice's sub-pencils carry the core, and one pencil
+            // on the spot's central ray its whole halo (the halo is wide, so
+            // splitting it would multiply the voxel work by the lattice size
+            // for a resolution the halo does not need)
+            let split = options.spot_splitting.is_some();
+            let halo_pencil = (split && options.include_halo && em.halo.is_some()).then_some((
+                0.0,
+                0.0,
+                1.0,
+                Part::Halo,
+            ));
+            let part = if split { Part::Core } else { Part::Whole };
             subs.points
                 .iter()
-                .map(|&(ox, oy, w)| {
+                .map(|&(ox, oy, w)| (ox, oy, w, part))
+                .chain(halo_pencil)
+                .map(|(ox, oy, w, part)| {
                     let (x_iso, y_iso) = (spot.x_mm + ox, spot.y_mm + oy);
                     let profile =
                         WedProfile::trace(ct_grid, rsp, &frame, x_iso, y_iso, inv_sad, delta_start);
@@ -446,24 +472,33 @@ pub(crate) fn prepare_beam(
                         });
                         let core_x = em.optics_x.sigma_sq_at(delta) + mcs_sq + rs_sq;
                         let core_y = em.optics_y.sigma_sq_at(delta) + mcs_sq + rs_sq;
-                        // sub-pencils carry the core (and halo) variance less
-                        // the lattice's spread, which diverges with the
-                        // pencils (σ_sub² = σ² − V(1 + Δ/SAD)², never below
-                        // 1 % of σ², which the lattice's σ_min keeps away)
-                        let less = |var: f64, spread: f64, inv: f64| {
-                            (var - spread * (1.0 + delta * inv).powi(2)).max(0.01 * var)
+                        let hx = (core_x + extra_sq).sqrt();
+                        let hy = (core_y + extra_sq).sqrt();
+                        let cutoff = options.lateral_cutoff_fraction;
+                        let node = match part {
+                            Part::Whole => DepthNode::new(
+                                idd,
+                                (core_x.sqrt(), core_y.sqrt()),
+                                halo,
+                                (hx, hy),
+                                cutoff,
+                            ),
+                            Part::Core => {
+                                // the core variance less the lattice's spread,
+                                // which diverges with the pencils: σ_sub² =
+                                // σ² − V(1 + Δ/SAD)², never below 1 % of σ²
+                                // (the lattice's σ_min keeps it away)
+                                let less = |var: f64, spread: f64, inv: f64| {
+                                    (var - spread * (1.0 + delta * inv).powi(2)).max(0.01 * var)
+                                };
+                                let sx = less(core_x, var_x, inv_sad.0).sqrt();
+                                let sy = less(core_y, var_y, inv_sad.1).sqrt();
+                                DepthNode::new(idd * (1.0 - halo), (sx, sy), 0.0, (sx, sy), cutoff)
+                            }
+                            Part::Halo => {
+                                DepthNode::new(idd * halo, (hx, hy), 0.0, (hx, hy), cutoff)
+                            }
                         };
-                        let sx = less(core_x, var_x, inv_sad.0).sqrt();
-                        let sy = less(core_y, var_y, inv_sad.1).sqrt();
-                        let hx = less(core_x + extra_sq, var_x, inv_sad.0).sqrt();
-                        let hy = less(core_y + extra_sq, var_y, inv_sad.1).sqrt();
-                        let node = DepthNode::new(
-                            idd,
-                            (sx, sy),
-                            halo,
-                            (hx, hy),
-                            options.lateral_cutoff_fraction,
-                        );
                         max_radius_sq = max_radius_sq.max(node.cutoff_sq);
                         nodes.push(node);
                         k += 1;

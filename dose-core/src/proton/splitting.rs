@@ -50,12 +50,26 @@
 //! 0.22 % (11 × 11) of the peak, and σ_sub,0/σ_min is 0.66, 0.58, 0.52,
 //! 0.44.
 //!
+//! **The halo is not split.** The sub-pencils carry the core, IDD·(1 − h);
+//! the nuclear halo, IDD·h, goes on one more pencil along the spot's
+//! central ray with the spot's whole halo width (ray casting for the halo
+//! only). The halo is several centimetres wide: split, each sub-pencil
+//! would traverse the halo's whole cut-off disc, multiplying the voxel work
+//! by the lattice size for a resolution the halo's width does not have.
+//!
 //! **Cost.** One ray trace and one depth-node table per sub-pencil (the kept
-//! lattice points: 25, 49, 69, 109, 157 and 209 for n = 5 … 15) and a voxel
-//! traversal each over its own cut-off disc, which shrinks with σ_sub: the
-//! voxel work grows by about (kept points)·(σ_sub/σ)², and memory by the
-//! kept points (the depth nodes of every pencil are kept for the voxel
+//! lattice points: 25, 49, 69, 109, 157 and 209 for n = 5 … 15, plus the
+//! halo pencil) and a voxel traversal each over its own cut-off disc, which
+//! shrinks with σ_sub: the core's voxel work grows by about
+//! (kept points)·(σ_sub/σ)² (8 × for 5 × 5, 19 × for 9 × 9), and memory by
+//! the kept points (the depth nodes of every pencil are kept for the voxel
 //! loops). Measured figures are in BENCHMARKS.md.
+//!
+//! **What it leaves out.** Each sub-pencil scatters as water of its WED
+//! (Highland), so a bone's extra scattering power over its water-equivalent
+//! thickness of water is missing; behind a bone edge the sub-pencils that
+//! crossed it are too narrow, which shows 3 σ and more from a spot's centre
+//! (tests/proton_mcsquare.rs).
 
 use crate::error::{DoseError, Result};
 
