@@ -152,6 +152,12 @@ enum Command {
         /// lateral cut-off may drop, in (0, 0.5).
         #[arg(long, default_value_t = 0.005)]
         lateral_cutoff: f64,
+        /// HU -> relative scattering power for multiple Coulomb scattering:
+        /// none (each voxel scatters as its water-equivalent thickness of
+        /// water), mcsquare_ucl_toshiba (built in, from MCsquare's
+        /// materials) or a CSV file with columns HU,relative_scattering_power.
+        #[arg(long, default_value = "none")]
+        scattering: String,
         /// Also write one RTDOSE per beam (DoseSummationType BEAM,
         /// ReferencedBeamNumber), named OUT_beam<N>.dcm.
         #[arg(long)]
@@ -274,6 +280,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             spot_splitting,
             no_halo,
             lateral_cutoff,
+            scattering,
             beam_dose,
             beam,
             total,
@@ -288,6 +295,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 spot_splitting,
                 include_halo: !no_halo,
                 lateral_cutoff_fraction: lateral_cutoff,
+                scattering,
                 beam_dose,
                 beam,
                 total,

@@ -24,6 +24,7 @@ use isodose::dicom::rt_brachy_plan::RT_PLAN_STORAGE;
 use isodose::dicom::{
     CtSeries, DoseContext, read_brachy_plan, read_ct_series, read_ion_plan, write_rtdose,
 };
+use isodose::physics::scattering::ScatteringCurve;
 use isodose::proton::{DoseOptions, ProtonMachine, ProtonPlan, SpotSplitting};
 use isodose::tg43::{SeedCatalogue, SeedModel, Technique};
 use isodose::{BackendChoice, DoseGrid, Engine, Grid3, Volume};
@@ -63,6 +64,8 @@ pub struct ProtonArgs {
     pub include_halo: bool,
     /// Lateral cut-off fraction (see [`DoseOptions`]).
     pub lateral_cutoff_fraction: f64,
+    /// "none", "mcsquare_ucl_toshiba" or a CSV file of HU → scattering power.
+    pub scattering: String,
     /// Also write one RTDOSE per beam.
     pub beam_dose: bool,
     /// Only this BeamNumber.
@@ -197,6 +200,18 @@ pub fn proton(a: &ProtonArgs) -> CliResult {
     options
         .validate()
         .map_err(|e| format!("--lateral-cutoff: {e}"))?;
+    options.scattering = match a.scattering.as_str() {
+        "none" => None,
+        "mcsquare_ucl_toshiba" => Some(ScatteringCurve::mcsquare_ucl_toshiba()?),
+        path => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("--scattering: cannot read {path:?}: {e}"))?;
+            Some(
+                ScatteringCurve::from_csv_str(path, &text)
+                    .map_err(|e| format!("--scattering: {e}"))?,
+            )
+        }
+    };
     let spacing_mm = positive("--spacing", a.spacing_mm.unwrap_or(PROTON_SPACING_MM))?;
     let machine = match &a.machine {
         Some(path) => ProtonMachine::from_file(path)?,
@@ -368,14 +383,21 @@ pub fn proton(a: &ProtonArgs) -> CliResult {
     )?;
     writeln!(
         r,
-        "  calculation    {}, nuclear halo {}, lateral cut-off {} %, HU->RSP curve {:?}",
+        "  calculation    {}, nuclear halo {}, lateral cut-off {} %, HU->RSP curve {:?}, scattering {}",
         match options.spot_splitting {
             None => "ray casting".to_owned(),
             Some(s) => format!("spot splitting {}", s.name()),
         },
         if options.include_halo { "on" } else { "off" },
         100.0 * options.lateral_cutoff_fraction,
-        options.hlut.name()
+        options.hlut.name(),
+        options
+            .scattering
+            .as_ref()
+            .map_or("as water of the same WET".to_owned(), |c| format!(
+                "{:?}",
+                c.name()
+            ))
     )?;
     writeln!(r, "  backend        {}", backends.join("; "))?;
     writeln!(

@@ -426,6 +426,8 @@ fn proton_dose_of_the_eclipse_head_plan_on_its_ct() {
                 "5x5",
                 "--lateral-cutoff",
                 "0.01",
+                "--scattering",
+                "mcsquare_ucl_toshiba",
             ])
             .arg("--machine")
             .arg(&bdl)
@@ -438,6 +440,7 @@ fn proton_dose_of_the_eclipse_head_plan_on_its_ct() {
     );
     for needle in [
         "spot splitting 5x5, nuclear halo off, lateral cut-off 1 %",
+        "scattering \"mcsquare_ucl_toshiba\"",
         "BDL_default_DN_RangeShifter.txt",
     ] {
         assert!(stdout.contains(needle), "{needle:?} not in\n{stdout}");

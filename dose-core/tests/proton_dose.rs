@@ -565,3 +565,58 @@ fn range_shifter_pulls_back_the_range_and_widens_the_spot() {
         "{grown} vs {expected}"
     );
 }
+
+/// An air gap downstream of a water layer: the deflections of the layer
+/// act over the gap's length too, so behind the gap the spot is wider than
+/// behind the same water with the gap closed (σ_MCS is integrated along
+/// the geometric path, `physics::mcs::RayScattering`). The growth of σ²
+/// against Highland's θ₀ of the layer projected over the extra lever arm,
+/// written out here: a layer L = 40 mm, a gap g = 60 mm, the point D = 10 mm
+/// beyond the gap: Δσ² = θ₀²[(D + g)² − D² + gL].
+#[test]
+fn an_air_gap_widens_the_spot_by_the_lever_arm() {
+    let y0 = -100.0;
+    let shape = [41, 200, 81];
+    let closed = water(shape, [1.0; 3], y0);
+    let mut gap = water(shape, [1.0; 3], y0);
+    let g = gap.grid().clone();
+    for ((k, j, i), v) in gap.data_mut().indexed_iter_mut() {
+        let depth = g.index_to_world([k, j, i]).y - y0;
+        if (40.0..100.0).contains(&depth) {
+            *v = -1000.0;
+        }
+    }
+    let plan = one_spot_plan(150.0, 0.0, 0.0, 0.0, 0.0);
+    let sigma_sq = |ct: &CtVolume, depth: f64| {
+        let d = engine()
+            .pbs_dose(ct, &plan, machine(), None, &no_halo())
+            .unwrap();
+        let dg = d.grid();
+        let j = ((y0 + depth - dg.origin_mm().y) / dg.spacing_mm().y).round() as usize;
+        let (mut m0, mut m2) = (0.0, 0.0);
+        for ((_, jj, i), v) in d.data().indexed_iter() {
+            if jj == j {
+                let x = dg.index_to_world([0, j, i]).x;
+                m0 += f64::from(*v);
+                m2 += f64::from(*v) * x * x;
+            }
+        }
+        m2 / m0
+    };
+    // the same water-equivalent depth: 50.5 mm of water
+    let grown = sigma_sq(&gap, 110.5) - sigma_sq(&closed, 50.5);
+    let l: f64 = 40.0;
+    let x0 = 360.8;
+    let e: f64 = 140.0; // mean energy over the layer
+    let pv = e * (e + 2.0 * 938.272) / (e + 938.272);
+    let theta = 14.1 / pv * (l / x0).sqrt() * (1.0 + (l / x0).log10() / 9.0);
+    let (dd, gg): (f64, f64) = (10.5, 60.0);
+    let expected = theta * theta * ((dd + gg).powi(2) - dd * dd + gg * l);
+    println!(
+        "sigma^2 grows by {grown:.3} mm^2 behind the gap, Highland projection {expected:.3} mm^2"
+    );
+    assert!(
+        (grown - expected).abs() / expected < 0.2,
+        "{grown} vs {expected}"
+    );
+}

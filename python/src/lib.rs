@@ -15,6 +15,7 @@ mod qa;
 use std::sync::Arc;
 
 use isodose_core::physics::hlut::Hlut;
+use isodose_core::physics::scattering::ScatteringCurve;
 use isodose_core::proton::{
     DoseOptions, ProtonBeam, ProtonMachine, ProtonPlan, RangeShifter, Spot, SpotSplitting,
 };
@@ -805,6 +806,7 @@ struct PyDoseOptions<'py> {
     hu_to_rsp: Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>,
     include_halo: bool,
     lateral_cutoff_fraction: f64,
+    hu_to_scattering: Option<Bound<'py, PyAny>>,
 }
 
 fn proton_options(py: Python<'_>, a: PyDoseOptions<'_>) -> PyResult<DoseOptions> {
@@ -815,6 +817,33 @@ fn proton_options(py: Python<'_>, a: PyDoseOptions<'_>) -> PyResult<DoseOptions>
     o.include_halo = a.include_halo;
     o.lateral_cutoff_fraction = a.lateral_cutoff_fraction;
     o.validate().py_err(py)?;
+    if let Some(curve) = a.hu_to_scattering {
+        o.scattering = Some(if let Ok(name) = curve.extract::<String>() {
+            if name != "mcsquare_ucl_toshiba" {
+                return Err(errors::input_error(
+                    py,
+                    format!(
+                        "hu_to_scattering: unknown built-in curve {name:?}; known: \"mcsquare_ucl_toshiba\", or give (hu, power) arrays"
+                    ),
+                ));
+            }
+            ScatteringCurve::mcsquare_ucl_toshiba().py_err(py)?
+        } else {
+            let (hu, power): (Bound<'_, PyAny>, Bound<'_, PyAny>) = curve.extract().map_err(|_| {
+                errors::input_error(
+                    py,
+                    "hu_to_scattering: expected \"mcsquare_ucl_toshiba\" or a (hu, power) pair of arrays"
+                        .to_owned(),
+                )
+            })?;
+            ScatteringCurve::new(
+                "user",
+                arrays::f64_1d(py, &hu, "hu_to_scattering[0]", "(n,)")?.to_vec(),
+                arrays::f64_1d(py, &power, "hu_to_scattering[1]", "(n,)")?.to_vec(),
+            )
+            .py_err(py)?
+        });
+    }
     let hu_to_rsp = a.hu_to_rsp;
     if let Some((hu, rsp)) = hu_to_rsp {
         o.hlut = Hlut::new(
@@ -846,9 +875,13 @@ fn proton_options(py: Python<'_>, a: PyDoseOptions<'_>) -> PyResult<DoseOptions>
 /// include_halo: the machine's nuclear halo (keyword only; default True).
 /// lateral_cutoff_fraction: fraction of each pencil's laterally integrated
 ///     dose the lateral cut-off may drop, in (0, 0.5) (keyword only; 0.005).
+/// hu_to_scattering: HU -> relative scattering power for multiple Coulomb
+///     scattering (keyword only): None (each voxel scatters as its
+///     water-equivalent thickness of water), "mcsquare_ucl_toshiba" (the
+///     built-in curve from MCsquare's materials) or (hu, power) arrays.
 /// Returns a Dose: float32 (z, y, x), Gy.
 #[pyfunction]
-#[pyo3(signature = (ct, plan, machine, grid = None, backend = "auto", spot_splitting = None, hu_to_rsp = None, progress = None, *, include_halo = true, lateral_cutoff_fraction = 0.005))]
+#[pyo3(signature = (ct, plan, machine, grid = None, backend = "auto", spot_splitting = None, hu_to_rsp = None, progress = None, *, include_halo = true, lateral_cutoff_fraction = 0.005, hu_to_scattering = None))]
 #[allow(clippy::too_many_arguments)]
 fn proton_dose(
     py: Python<'_>,
@@ -862,6 +895,7 @@ fn proton_dose(
     progress: Option<Bound<'_, PyAny>>,
     include_halo: bool,
     lateral_cutoff_fraction: f64,
+    hu_to_scattering: Option<Bound<'_, PyAny>>,
 ) -> PyResult<PyDose> {
     let e = engine(py, backend)?;
     let options = proton_options(
@@ -871,6 +905,7 @@ fn proton_dose(
             hu_to_rsp,
             include_halo,
             lateral_cutoff_fraction,
+            hu_to_scattering,
         },
     )?;
     let g = grid.map(|g| g.0.clone());
@@ -884,7 +919,7 @@ fn proton_dose(
 /// The dose-influence matrix as (data float32, indices int32, indptr int64,
 /// shape): CSC, voxels × spots, Gy per proton.
 #[pyfunction]
-#[pyo3(signature = (ct, plan, machine, grid = None, backend = "auto", hu_to_rsp = None, max_bytes = None, progress = None, *, spot_splitting = None, include_halo = true, lateral_cutoff_fraction = 0.005))]
+#[pyo3(signature = (ct, plan, machine, grid = None, backend = "auto", hu_to_rsp = None, max_bytes = None, progress = None, *, spot_splitting = None, include_halo = true, lateral_cutoff_fraction = 0.005, hu_to_scattering = None))]
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
 fn proton_dij_parts<'py>(
     py: Python<'py>,
@@ -899,6 +934,7 @@ fn proton_dij_parts<'py>(
     spot_splitting: Option<&str>,
     include_halo: bool,
     lateral_cutoff_fraction: f64,
+    hu_to_scattering: Option<Bound<'py, PyAny>>,
 ) -> PyResult<(
     Bound<'py, PyArray1<f32>>,
     Bound<'py, PyArray1<i32>>,
@@ -913,6 +949,7 @@ fn proton_dij_parts<'py>(
             hu_to_rsp,
             include_halo,
             lateral_cutoff_fraction,
+            hu_to_scattering,
         },
     )?;
     let g = grid.map(|g| g.0.clone());

@@ -180,6 +180,40 @@ def test_options(machine):
     assert isodose.proton_dose(ct, p, machine, grid=grid).array.shape == (5, 10, 5)
 
 
+def test_scattering_power_widens_the_spot_behind_bone(machine):
+    """Behind a 20 mm bone layer (HU 1000) MCsquare's materials scatter more
+    than the layer's water-equivalent thickness of water: a wider spot."""
+    ct = water(shape=(21, 60, 41))
+    ct_arr = np.zeros((21, 60, 41), dtype=np.float32)
+    ct_arr[:, 5:15, :] = 1000.0  # 2 mm voxels: 10 to 30 mm deep
+    bone = isodose.CtImage(ct_arr, ct.grid.spacing_mm, ct.grid.origin_mm)
+    beam = isodose.ProtonBeam(0.0, 0.0, (0.0, 60.0, 0.0), [150.0], [0.0], [0.0], [1e9])
+    p = isodose.ProtonPlan([beam])
+
+    def width(d):
+        row = d[10, 50, :].astype(float)
+        x = np.arange(41) * 2.0
+        c = (row * x).sum() / row.sum()
+        return np.sqrt((row * (x - c) ** 2).sum() / row.sum())
+
+    curve = ([-1000.0, 0.0, 1000.0, 3000.0], [0.001, 1.0, 1.5, 2.5])
+    plain = isodose.proton_dose(bone, p, machine, hu_to_rsp=curve, include_halo=False).array
+    materials = isodose.proton_dose(
+        bone, p, machine, hu_to_rsp=curve, include_halo=False, hu_to_scattering="mcsquare_ucl_toshiba"
+    ).array
+    # sigma^2 grows by the bone's extra scattering (0.28 mm^2 here)
+    assert width(materials) ** 2 - width(plain) ** 2 > 0.15
+    # the RSP curve given as the scattering curve is the default (S = RSP)
+    same = isodose.proton_dose(
+        bone, p, machine, hu_to_rsp=curve, include_halo=False, hu_to_scattering=curve
+    ).array
+    np.testing.assert_array_equal(same, plain)
+    with pytest.raises(isodose.InputError, match="hu_to_scattering"):
+        isodose.proton_dose(bone, p, machine, hu_to_scattering="granite")
+    with pytest.raises(isodose.InputError, match="strictly ascending"):
+        isodose.proton_dij(bone, p, machine, hu_to_scattering=([0, 0], [1.0, 1.0]))
+
+
 def test_errors(machine):
     ct = water()
     with pytest.raises(isodose.InputError, match="70 to 230 MeV"):

@@ -23,7 +23,7 @@ use nalgebra::Point3;
 
 use crate::error::{DoseError, Result};
 use crate::grid::{CtVolume, DoseGrid, Grid3};
-use crate::proton::prepare::{PreparedBeam, prepare_beam, rsp_volume};
+use crate::proton::prepare::{Medium, PreparedBeam, prepare_beam};
 use crate::proton::{Dij, DoseOptions, ProtonMachine, ProtonPlan};
 use crate::tg43::{DoseRateTable, Formalism, Implant, SeedModel};
 
@@ -481,7 +481,7 @@ impl Engine {
                 value: f64::from(*hu),
             });
         }
-        let rsp = rsp_volume(ct, &options.hlut);
+        let medium = Medium::from_ct(ct, options);
         let mut first = 0;
         let n_beams = plan.beams().len() as u64;
         self.progress.report("ray tracing", 0, n_beams)?;
@@ -491,7 +491,7 @@ impl Engine {
             .map(|(b, beam)| {
                 let prepared = prepare_beam(
                     ct.grid(),
-                    &rsp,
+                    &medium,
                     grid,
                     machine,
                     beam,

@@ -10,6 +10,7 @@ pub mod bortfeld;
 pub mod hlut;
 pub mod mcs;
 pub mod pstar;
+pub mod scattering;
 pub mod table;
 
 /// Proton rest energy m_p c², MeV (CODATA 2018).

@@ -24,8 +24,9 @@ use crate::error::{DoseError, Result};
 use crate::geometry::{BeamFrame, trace_ray};
 use crate::grid::{CtVolume, Grid3};
 use crate::physics::hlut::Hlut;
-use crate::physics::mcs::{HighlandParams, mcs_sigma_mm, pv_mev};
+use crate::physics::mcs::{HighlandParams, RayScattering, pv_mev};
 use crate::physics::pstar::WaterStopping;
+use crate::physics::scattering::ScatteringCurve;
 
 /// What a pencil carries of its spot's lateral kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +62,11 @@ pub struct DoseOptions {
     pub spot_splitting: Option<SpotSplitting>,
     /// Include the machine's nuclear halo (default true).
     pub include_halo: bool,
+    /// HU → relative scattering power for multiple Coulomb scattering, or
+    /// `None` (the default) to scatter each voxel as its water-equivalent
+    /// thickness of water (S = RSP). Either way the lever arms are the
+    /// geometric path ([`crate::physics::mcs::RayScattering`]).
+    pub scattering: Option<ScatteringCurve>,
 }
 
 impl DoseOptions {
@@ -72,6 +78,7 @@ impl DoseOptions {
             lateral_cutoff_fraction: 0.005,
             spot_splitting: None,
             include_halo: true,
+            scattering: None,
         })
     }
 
@@ -89,8 +96,32 @@ impl DoseOptions {
     }
 }
 
+/// The CT as the proton transport sees it: relative stopping power and
+/// relative scattering power of every voxel.
+pub(crate) struct Medium {
+    pub rsp: Vec<f32>,
+    pub scattering: Vec<f32>,
+}
+
+impl Medium {
+    /// HU → RSP (`options.hlut`) and scattering power (`options.scattering`,
+    /// or the RSP) on every CT voxel.
+    pub fn from_ct(ct: &CtVolume, options: &DoseOptions) -> Self {
+        let rsp = rsp_volume(ct, &options.hlut);
+        let scattering = match &options.scattering {
+            Some(curve) => ct
+                .data()
+                .iter()
+                .map(|hu| curve.power(f64::from(*hu)) as f32)
+                .collect(),
+            None => rsp.clone(),
+        };
+        Self { rsp, scattering }
+    }
+}
+
 /// HU → RSP on every CT voxel.
-pub(crate) fn rsp_volume(ct: &CtVolume, hlut: &Hlut) -> Vec<f32> {
+fn rsp_volume(ct: &CtVolume, hlut: &Hlut) -> Vec<f32> {
     ct.data()
         .iter()
         .map(|hu| hlut.rsp(f64::from(*hu)) as f32)
@@ -103,7 +134,9 @@ pub(crate) fn rsp_volume(ct: &CtVolume, hlut: &Hlut) -> Vec<f32> {
 struct DepthModel {
     step_mm: f64,
     idd: Vec<f64>,
-    mcs_sq: Vec<f64>,
+    /// 1/(p v)² of a proton at this WED (MeV⁻²), 0 from 0.1 mm short of
+    /// the end of range on (where 1/(pv)² diverges; scattering stops).
+    inv_pv2: Vec<f64>,
     halo: Vec<f64>,
     halo_extra_sq: Vec<f64>,
 }
@@ -116,7 +149,6 @@ impl DepthModel {
         shifter: Option<&RangeShifter>,
         include_halo: bool,
         pstar: &WaterStopping,
-        highland: &HighlandParams,
     ) -> Result<Self> {
         let offset = shifter.map_or(0.0, |s| s.water_equivalent_thickness_mm);
         let extent = (energy.idd.max_depth_mm() - offset).max(0.0);
@@ -128,15 +160,15 @@ impl DepthModel {
         } else {
             energy.energy_mev
         };
-        let mcs = if e_in > 1.0 {
-            mcs_sigma_mm(highland, pstar, e_in, DEPTH_STEP_MM, extent)?
+        let range_in = if e_in > 1.0 {
+            pstar.csda_range_mm(e_in)?
         } else {
-            vec![0.0; n]
+            0.0
         };
         let mut m = Self {
             step_mm: DEPTH_STEP_MM,
             idd: Vec::with_capacity(n),
-            mcs_sq: Vec::with_capacity(n),
+            inv_pv2: Vec::with_capacity(n),
             halo: Vec::with_capacity(n),
             halo_extra_sq: Vec::with_capacity(n),
         };
@@ -147,8 +179,12 @@ impl DepthModel {
             } else {
                 0.0
             });
-            let s = mcs.get(k).or(mcs.last()).copied().unwrap_or(0.0);
-            m.mcs_sq.push(s * s);
+            let z = k as f64 * DEPTH_STEP_MM;
+            m.inv_pv2.push(if z < range_in - 0.1 {
+                1.0 / pv_mev(pstar.energy_from_range_mev(range_in - z)).powi(2)
+            } else {
+                0.0
+            });
             let (h, e) = match (&energy.halo, include_halo) {
                 (Some(h), true) => (h.weight.at(w), h.extra_sigma_mm.at(w)),
                 _ => (0.0, 0.0),
@@ -164,7 +200,8 @@ impl DepthModel {
         (self.idd.len() - 1) as f64 * self.step_mm
     }
 
-    /// (IDD, σ_MCS², halo fraction, halo extra σ²) at WED `w` (linear).
+    /// (IDD, 1/(pv)², halo fraction, halo extra σ²) at WED `w` (linear;
+    /// 1/(pv)² is 0 from the last step before its end on).
     fn at(&self, w: f64) -> (f64, f64, f64, f64) {
         let u = (w / self.step_mm).clamp(0.0, (self.idd.len() - 1) as f64 - 1e-9);
         let i = u as usize;
@@ -172,7 +209,11 @@ impl DepthModel {
         let l = |v: &[f64]| v[i] + t * (v[i + 1] - v[i]);
         (
             l(&self.idd),
-            l(&self.mcs_sq),
+            if self.inv_pv2[i + 1] > 0.0 {
+                l(&self.inv_pv2)
+            } else {
+                0.0
+            },
             l(&self.halo),
             l(&self.halo_extra_sq),
         )
@@ -242,12 +283,18 @@ pub(crate) struct PreparedBeam {
 struct WedProfile {
     deltas: Vec<f64>,
     weds: Vec<f64>,
+    /// Radiation lengths crossed, ∫ S ds / X₀,water, at the breakpoints.
+    lengths: Vec<f64>,
+    /// mm of path per mm of Δ.
+    speed: f64,
 }
 
 impl WedProfile {
+    #[allow(clippy::too_many_arguments)]
     fn trace(
         ct_grid: &Grid3,
-        rsp: &[f32],
+        medium: &Medium,
+        water_x0_mm: f64,
         frame: &BeamFrame,
         x_iso: f64,
         y_iso: f64,
@@ -268,17 +315,27 @@ impl WedProfile {
         let segments = trace_ray(ct_grid, &start, &dir, 1e5);
         let mut deltas = Vec::with_capacity(segments.len() + 1);
         let mut weds = Vec::with_capacity(segments.len() + 1);
-        let mut wed = 0.0;
+        let mut lengths = Vec::with_capacity(segments.len() + 1);
+        let (mut wed, mut length) = (0.0, 0.0);
         for s in &segments {
             if deltas.is_empty() {
                 deltas.push(delta_start + s.t_in / speed);
                 weds.push(0.0);
+                lengths.push(0.0);
             }
-            wed += f64::from(rsp[s.voxel]) * (s.t_out - s.t_in);
+            let chord = s.t_out - s.t_in;
+            wed += f64::from(medium.rsp[s.voxel]) * chord;
+            length += f64::from(medium.scattering[s.voxel]) * chord / water_x0_mm;
             deltas.push(delta_start + s.t_out / speed);
             weds.push(wed);
+            lengths.push(length);
         }
-        Self { deltas, weds }
+        Self {
+            deltas,
+            weds,
+            lengths,
+            speed,
+        }
     }
 
     /// A walk along the profile, for Δ that never decrease.
@@ -300,15 +357,19 @@ struct WedWalk<'a> {
 }
 
 impl WedWalk<'_> {
-    /// WED at Δ, not below the last Δ asked.
-    fn at(&mut self, delta: f64) -> f64 {
-        let (xs, ys) = (&self.profile.deltas, &self.profile.weds);
+    /// (WED, radiation lengths) at Δ, not below the last Δ asked.
+    fn at(&mut self, delta: f64) -> (f64, f64) {
+        let (xs, ys, ls) = (
+            &self.profile.deltas,
+            &self.profile.weds,
+            &self.profile.lengths,
+        );
         let n = xs.len();
         if n == 0 || delta <= xs[0] {
-            return 0.0;
+            return (0.0, 0.0);
         }
         if delta >= xs[n - 1] {
-            return ys[n - 1];
+            return (ys[n - 1], ls[n - 1]);
         }
         // the last breakpoint at or before Δ (as a search would find it)
         while self.i + 2 < n && xs[self.i + 1] <= delta {
@@ -316,7 +377,10 @@ impl WedWalk<'_> {
         }
         let i = self.i;
         let t = (delta - xs[i]) / (xs[i + 1] - xs[i]);
-        ys[i] + t * (ys[i + 1] - ys[i])
+        (
+            ys[i] + t * (ys[i + 1] - ys[i]),
+            ls[i] + t * (ls[i + 1] - ls[i]),
+        )
     }
 }
 
@@ -326,7 +390,7 @@ impl WedWalk<'_> {
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn prepare_beam(
     ct_grid: &Grid3,
-    rsp: &[f32],
+    medium: &Medium,
     dose_grid: &Grid3,
     machine: &ProtonMachine,
     beam: &ProtonBeam,
@@ -378,13 +442,7 @@ pub(crate) fn prepare_beam(
         .iter()
         .map(|&e| {
             let em = machine.energy_model(e)?;
-            let dm = DepthModel::new(
-                &em,
-                shifter,
-                options.include_halo,
-                pstar,
-                machine.highland(),
-            )?;
+            let dm = DepthModel::new(&em, shifter, options.include_halo, pstar)?;
             let theta = match shifter {
                 Some(s) => shifter_theta0(s, em.energy_mev, pstar, machine.highland())?,
                 None => 0.0,
@@ -442,8 +500,21 @@ pub(crate) fn prepare_beam(
                 .chain(halo_pencil)
                 .map(|(ox, oy, w, part)| {
                     let (x_iso, y_iso) = (spot.x_mm + ox, spot.y_mm + oy);
-                    let profile =
-                        WedProfile::trace(ct_grid, rsp, &frame, x_iso, y_iso, inv_sad, delta_start);
+                    let water_x0 = machine.highland().water_radiation_length_mm;
+                    let profile = WedProfile::trace(
+                        ct_grid,
+                        medium,
+                        water_x0,
+                        &frame,
+                        x_iso,
+                        y_iso,
+                        inv_sad,
+                        delta_start,
+                    );
+                    let mut scattering = RayScattering::new();
+                    // scattering stops where the proton's range ends (the
+                    // σ reached there is held)
+                    let mut held: Option<f64> = None;
                     let mut nodes = Vec::new();
                     let mut max_radius_sq: f64 = 0.0;
                     let first = profile
@@ -460,11 +531,23 @@ pub(crate) fn prepare_beam(
                         if delta > max_delta + step {
                             break;
                         }
-                        let wed = wed_at.at(delta);
+                        let (wed, lengths) = wed_at.at(delta);
                         if wed > dm.extent_mm() {
                             break;
                         }
-                        let (idd, mcs_sq, halo, extra_sq) = dm.at(wed);
+                        let (idd, inv_pv2, halo, extra_sq) = dm.at(wed);
+                        let path = delta * profile.speed;
+                        let mcs_sq = match held {
+                            Some(sq) => sq,
+                            None => {
+                                scattering.advance(path, lengths, inv_pv2);
+                                let sq = scattering.sigma_sq_mm2(machine.highland(), path);
+                                if inv_pv2 == 0.0 && wed > 0.0 {
+                                    held = Some(sq);
+                                }
+                                sq
+                            }
+                        };
                         let rs_sq = shifter.map_or(0.0, |s| {
                             let d = s.isocenter_distance_mm + delta;
                             let l = s.thickness_mm();
@@ -1093,7 +1176,7 @@ mod tests {
                 include_halo: case % 2 == 0,
                 ..DoseOptions::new().unwrap()
             };
-            let rsp = rsp_volume(&ct, &options.hlut);
+            let medium = Medium::from_ct(&ct, &options);
             let spots = (0..3)
                 .map(|_| Spot {
                     energy_mev: 75.0 + 30.0 * next(),
@@ -1117,7 +1200,7 @@ mod tests {
             };
             let beam = ProtonBeam::new(gantry, couch, [0.0; 3], spots, None).unwrap();
             let prepared =
-                prepare_beam(&grid, &rsp, &grid, machine, &beam, 0, &options, false).unwrap();
+                prepare_beam(&grid, &medium, &grid, machine, &beam, 0, &options, false).unwrap();
             let frame = &prepared.frame;
             // the per-voxel arithmetic of the traversal, on every voxel
             let o = grid.origin_mm();

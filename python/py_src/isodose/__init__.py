@@ -153,6 +153,7 @@ def proton_dij(
     spot_splitting: Optional[str] = None,
     include_halo: bool = True,
     lateral_cutoff_fraction: float = 0.005,
+    hu_to_scattering: Optional[Union[str, Tuple[npt.ArrayLike, npt.ArrayLike]]] = None,
 ) -> Any:
     """Dose-influence matrix: voxels x spots, Gy per proton.
 
@@ -191,6 +192,10 @@ def proton_dij(
     lateral_cutoff_fraction : float, keyword only
         Fraction of each pencil's laterally integrated dose the lateral
         cut-off may drop, in (0, 0.5); default 0.005.
+    hu_to_scattering : None, "mcsquare_ucl_toshiba" or (hu, power), keyword only
+        HU -> relative scattering power for multiple Coulomb scattering: None
+        scatters each voxel as its water-equivalent thickness of water; the
+        built-in curve comes from MCsquare's materials (bone scatters more).
 
     Returns
     -------
@@ -211,6 +216,7 @@ def proton_dij(
         spot_splitting=spot_splitting,
         include_halo=include_halo,
         lateral_cutoff_fraction=lateral_cutoff_fraction,
+        hu_to_scattering=hu_to_scattering,
     )
     try:
         from scipy.sparse import csc_matrix  # type: ignore[import-untyped]

@@ -225,6 +225,7 @@ def proton_dose(
     *,
     include_halo: bool = True,
     lateral_cutoff_fraction: float = 0.005,
+    hu_to_scattering: Optional[Union[str, Tuple[_ArrayLike, _ArrayLike]]] = None,
 ) -> Dose: ...
 def proton_dij_parts(
     ct: CtImage,
@@ -239,6 +240,7 @@ def proton_dij_parts(
     spot_splitting: Optional[str] = None,
     include_halo: bool = True,
     lateral_cutoff_fraction: float = 0.005,
+    hu_to_scattering: Optional[Union[str, Tuple[_ArrayLike, _ArrayLike]]] = None,
 ) -> Tuple[
     npt.NDArray[np.float32],
     npt.NDArray[np.int32],
