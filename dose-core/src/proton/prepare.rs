@@ -638,10 +638,12 @@ pub(crate) fn pencils_by_spot(beams: &[PreparedBeam], n_spots: usize) -> Vec<Vec
 /// An estimate of the entries of one spot's dij column (its pencils
 /// `pencils`, as (beam, pencil) indices): the voxels of the volume within
 /// the cut-off, per node step the area of the union of the pencils' discs.
-/// For one pencil that is π r²; for a split spot it is taken as the
-/// rectangle spanning the sub-pencils' centres (half-widths a, b) widened
-/// by the largest cut-off radius r of the sub-pencils at that node,
-/// 4ab + 4(a + b)r + πr². It sizes a reservation; it is not a bound (the
+/// For one pencil that is π r²; for a split spot it is taken as the larger
+/// of the rectangle spanning the off-centre sub-pencils (half-widths a, b)
+/// widened by their largest cut-off radius r at that node,
+/// 4ab + 4(a + b)r + πr², and the disc of the pencils on the spot's centre
+/// (the central sub-pencil and the halo pencil), and never more than the
+/// grid's cross-section perpendicular to the beam. It sizes a reservation; it is not a bound (the
 /// exact count is the traversal's).
 pub(crate) fn estimate_entries(
     beams: &[PreparedBeam],
@@ -669,14 +671,37 @@ pub(crate) fn estimate_entries(
     let nodes = all.iter().map(|p| p.nodes.len()).max().unwrap_or(0);
     let per_voxel = 1.0 / grid.voxel_volume_mm3();
     let step = all[0].step;
+    // no more than the grid's cross-section perpendicular to the beam (at
+    // most its projected area Σ|d_i|·A_i)
+    let cross_section =
+        pencils
+            .first()
+            .and_then(|&(b, _)| beams.get(b))
+            .map_or(f64::INFINITY, |beam| {
+                let d = beam.frame.direction();
+                let [nz, ny, nx] = grid.shape();
+                let sp = grid.spacing_mm();
+                let (lx, ly, lz) = (nx as f64 * sp.x, ny as f64 * sp.y, nz as f64 * sp.z);
+                d.x.abs() * ly * lz + d.y.abs() * lx * lz + d.z.abs() * lx * ly
+            });
     (1..nodes)
         .map(|k| {
-            let r = all
-                .iter()
-                .filter_map(|p| p.nodes.get(k))
-                .map(|node| node.cutoff_sq.sqrt())
-                .fold(0.0, f64::max);
-            4.0 * a * b + 4.0 * (a + b) * r + std::f64::consts::PI * r * r
+            // the pencils off the spot's centre (the lattice) and those on it
+            // (its central sub-pencil and the halo pencil)
+            let radius = |off: bool| {
+                all.iter()
+                    .filter(|p| {
+                        ((p.x_iso - mean_x).abs() > 1e-9 || (p.y_iso - mean_y).abs() > 1e-9) == off
+                    })
+                    .filter_map(|p| p.nodes.get(k))
+                    .map(|node| node.cutoff_sq.sqrt())
+                    .fold(0.0, f64::max)
+            };
+            let (r, rc) = (radius(true), radius(false));
+            let pi = std::f64::consts::PI;
+            (4.0 * a * b + 4.0 * (a + b) * r + pi * r * r)
+                .max(pi * rc * rc)
+                .min(cross_section)
         })
         .sum::<f64>()
         * step
