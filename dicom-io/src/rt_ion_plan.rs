@@ -53,6 +53,9 @@ pub struct IonLayer {
     pub snout_position_mm: Option<f64>,
     /// Range shifters for this layer.
     pub range_shifters: Vec<RangeShifterSetting>,
+    /// ScanningSpotSize (300A,0398): the spot's full width at half maximum
+    /// in air at the isocentre along IEC gantry X and Y, mm, if given.
+    pub spot_size_fwhm_mm: Option<[f64; 2]>,
 }
 
 /// One ion beam.
@@ -206,6 +209,7 @@ pub fn read_ion_plan(path: impl AsRef<Path>) -> Result<IonPlan> {
         let mut snout = None;
         let mut shifters: Vec<RangeShifterSetting> = Vec::new();
         let mut energy = None;
+        let mut spot_size: Option<[f64; 2]> = None;
         for cp in cps {
             if let Some(g) = c.float(cp, tags::GANTRY_ANGLE)?
                 && (g - gantry_deg).abs() > 1e-6
@@ -242,6 +246,16 @@ pub fn read_ion_plan(path: impl AsRef<Path>) -> Result<IonPlan> {
                         })
                     })
                     .collect::<Result<_>>()?;
+            }
+            if let Some(v) = c.floats(cp, tags::SCANNING_SPOT_SIZE)? {
+                if v.len() != 2 || v.iter().any(|x| !(x.is_finite() && *x > 0.0)) {
+                    return Err(c.bad(
+                        tags::SCANNING_SPOT_SIZE,
+                        format!("{v:?}"),
+                        "must be two sizes > 0 (mm)",
+                    ));
+                }
+                spot_size = Some([v[0], v[1]]);
             }
             if let Some(e) = c.float(cp, tags::NOMINAL_BEAM_ENERGY)? {
                 if e.is_nan() || e <= 0.0 {
@@ -287,7 +301,8 @@ pub fn read_ion_plan(path: impl AsRef<Path>) -> Result<IonPlan> {
                 Some(l)
                     if l.energy_mev == e
                         && l.snout_position_mm == snout
-                        && l.range_shifters == shifters =>
+                        && l.range_shifters == shifters
+                        && l.spot_size_fwhm_mm == spot_size =>
                 {
                     l.spots.extend(spots)
                 }
@@ -296,6 +311,7 @@ pub fn read_ion_plan(path: impl AsRef<Path>) -> Result<IonPlan> {
                     spots,
                     snout_position_mm: snout,
                     range_shifters: shifters.clone(),
+                    spot_size_fwhm_mm: spot_size,
                 }),
             }
         }

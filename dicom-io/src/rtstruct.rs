@@ -48,6 +48,23 @@ pub struct Roi {
     pub color: Option<[u8; 3]>,
     /// Contours.
     pub contours: Vec<Contour>,
+    /// ROIPhysicalPropertiesSequence (3006,00B0) of its observations: the
+    /// overrides a planning system applies inside the ROI, as
+    /// (ROIPhysicalProperty, ROIPhysicalPropertyValue), e.g.
+    /// ("REL_MASS_DENSITY", 1.02), ("REL_ELEC_DENSITY", 0.9915),
+    /// ("MEAN_EXCI_ENERGY", 70.2) (eV).
+    pub physical_properties: Vec<(String, f64)>,
+}
+
+impl Roi {
+    /// The value of physical-property override `property`
+    /// (ROIPhysicalProperty, e.g. "REL_ELEC_DENSITY"), if the ROI has one.
+    pub fn physical_property(&self, property: &str) -> Option<f64> {
+        self.physical_properties
+            .iter()
+            .find(|(p, _)| p.eq_ignore_ascii_case(property))
+            .map(|(_, v)| *v)
+    }
 }
 
 /// Reads the ROIs of an RTSTRUCT file.
@@ -67,6 +84,7 @@ pub fn read_rtstruct(path: impl AsRef<Path>) -> Result<Vec<Roi>> {
                 interpreted_type: None,
                 color: None,
                 contours: Vec::new(),
+                physical_properties: Vec::new(),
             })
         })
         .collect::<Result<_>>()?;
@@ -74,6 +92,22 @@ pub fn read_rtstruct(path: impl AsRef<Path>) -> Result<Vec<Roi>> {
         let n = a.i64(o, tags::REFERENCED_ROI_NUMBER)?;
         if let Some(r) = rois.iter_mut().find(|r| r.number == n) {
             r.interpreted_type = a.text(o, tags::RTROI_INTERPRETED_TYPE);
+            for pp in a.items(o, tags::ROI_PHYSICAL_PROPERTIES_SEQUENCE) {
+                let property = a.text(pp, tags::ROI_PHYSICAL_PROPERTY).unwrap_or_default();
+                // a property without a number (ELEM_FRACTION carries a
+                // sequence instead) is skipped
+                let value = a.float(pp, tags::ROI_PHYSICAL_PROPERTY_VALUE)?;
+                if let Some(v) = value {
+                    if !v.is_finite() {
+                        return Err(a.bad(
+                            tags::ROI_PHYSICAL_PROPERTY_VALUE,
+                            v.to_string(),
+                            format!("ROI {:?}: {property} must be finite", r.name),
+                        ));
+                    }
+                    r.physical_properties.push((property, v));
+                }
+            }
         }
     }
     for rc in a.items(obj, tags::ROI_CONTOUR_SEQUENCE) {

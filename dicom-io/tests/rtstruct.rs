@@ -66,6 +66,27 @@ fn raystation_structure_set() {
     assert!((pmma - 200.0).abs() / 200.0 < 0.01, "{pmma}");
     // the point ROI has no volume
     assert_eq!(cc("LoPo", &coarse), 0.0);
+    // RayStation's material overrides (PROVENANCE.md: solid water and PMMA)
+    let roi = |name: &str| rois.iter().find(|r| r.name == name).unwrap();
+    let external = roi("External");
+    assert_eq!(external.physical_property("REL_MASS_DENSITY"), Some(1.02));
+    assert_eq!(
+        external.physical_property("rel_elec_density"),
+        Some(0.991546)
+    );
+    assert_eq!(
+        external.physical_property("MEAN_EXCI_ENERGY"),
+        Some(70.20839)
+    );
+    assert_eq!(
+        roi("PMMA").physical_property("REL_ELEC_DENSITY"),
+        Some(1.156494)
+    );
+    assert_eq!(
+        roi("PMMA").physical_property("MEAN_EXCI_ENERGY"),
+        Some(74.0)
+    );
+    assert!(roi("Cube101010").physical_properties.is_empty());
 }
 
 fn square(c: [f64; 2], half: f64, z: f64) -> Vec<[f64; 3]> {
@@ -80,6 +101,7 @@ fn square(c: [f64; 2], half: f64, z: f64) -> Vec<[f64; 3]> {
 #[test]
 fn a_contour_inside_another_is_a_hole() {
     let roi = Roi {
+        physical_properties: Vec::new(),
         number: 1,
         name: "ring".into(),
         interpreted_type: None,
@@ -120,6 +142,7 @@ proptest! {
             ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt()
         }).sum();
         let roi = Roi {
+            physical_properties: Vec::new(),
             number: 1, name: "star".into(), interpreted_type: None, color: None,
             contours: vec![Contour { geometric_type: "CLOSED_PLANAR".into(), points: points.clone() }],
         };

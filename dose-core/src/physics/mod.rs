@@ -6,6 +6,7 @@
 //! - [`bortfeld`]: Bortfeld's analytical Bragg curve (generic machine IDDs)
 //! - [`mcs`]: multiple Coulomb scattering (Highland, differential form)
 
+pub mod bethe;
 pub mod bortfeld;
 pub mod hlut;
 pub mod mcs;
