@@ -1,5 +1,6 @@
 //! The `isodose` command-line tool.
 
+mod check_cli;
 mod demo;
 mod demo_proton;
 mod plan_cli;
@@ -23,6 +24,8 @@ struct Cli {
     command: Command,
 }
 
+// parsed once per run: the size of the largest variant does not matter
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Compute the built-in demo (phantom, seed implant) and write figures.
@@ -170,6 +173,94 @@ enum Command {
         #[arg(long)]
         total: bool,
     },
+    /// Secondary dose check of a proton plan: recompute the RT Ion Plan on
+    /// its CT (or on the phantom its RTSTRUCT describes) on the grid of the
+    /// planning system's RTDOSE and compare: absolute dose ratio, R80,
+    /// proximal edge and penumbra of a beam, gamma pass rates (continuous
+    /// search). Exit code 2 when a --require-* limit fails.
+    Check {
+        /// The RT Ion Plan (DICOM).
+        #[arg(long)]
+        plan: PathBuf,
+        /// The planning system's dose (RTDOSE, Gy; EFFECTIVE is divided by --rbe).
+        #[arg(long)]
+        dose: PathBuf,
+        /// Folder holding the CT series the plan was made on.
+        #[arg(long)]
+        ct: Option<PathBuf>,
+        /// RTSTRUCT whose ROI material overrides (REL_STOP_RATIO, or
+        /// REL_ELEC_DENSITY and MEAN_EXCI_ENERGY) replace the CT inside them;
+        /// without --ct, the phantom (its EXTERNAL ROI, air around it).
+        #[arg(long = "struct")]
+        structures: Option<PathBuf>,
+        /// Voxel size of a phantom built from the RTSTRUCT, mm.
+        #[arg(long, default_value_t = 1.0)]
+        phantom_spacing: f64,
+        /// Proton machine data (isodose JSON or MCsquare BDL); default: the
+        /// built-in generic machine.
+        #[arg(long)]
+        machine: Option<PathBuf>,
+        /// In-air spot size: machine (the machine's optics) or plan (the
+        /// plan's ScanningSpotSize at the isocentre, no divergence).
+        #[arg(long, default_value = "machine")]
+        spot_size: String,
+        /// Only this beam (default: the RTDOSE's ReferencedBeamNumber for a
+        /// BEAM dose, else every beam).
+        #[arg(long)]
+        beam: Option<i32>,
+        /// RBE by which an EFFECTIVE reference dose is divided.
+        #[arg(long, default_value_t = 1.1)]
+        rbe: f64,
+        /// none (absolute comparison) or high-dose (scale isodose to the
+        /// reference's mean over its >= 90 % region; the factor is reported).
+        #[arg(long, default_value = "none")]
+        normalise: String,
+        /// Gamma criterion DD/DTA (% / mm); repeatable (default 3/3 and 2/2).
+        #[arg(long, default_values_t = ["3/3".to_owned(), "2/2".to_owned()])]
+        gamma: Vec<String>,
+        /// Gamma low-dose cut-off, % of the maximum reference dose.
+        #[arg(long, default_value_t = 10.0)]
+        cutoff: f64,
+        /// Local gamma (default: global).
+        #[arg(long)]
+        local: bool,
+        /// Minimum pass rate of the first gamma criterion, %.
+        #[arg(long)]
+        require_pass: Option<f64>,
+        /// Largest |R80 difference| of the beam, mm.
+        #[arg(long)]
+        require_r80: Option<f64>,
+        /// Largest |isodose / reference - 1| in the high-dose region, %.
+        #[arg(long)]
+        require_dose: Option<f64>,
+        /// Compute all NumberOfFractionsPlanned fractions (a total reference dose).
+        #[arg(long)]
+        total: bool,
+        /// Spot splitting: none, fine (9x9) or an odd NxN (5x5-15x15).
+        #[arg(long, default_value = "none")]
+        spot_splitting: String,
+        /// Leave out the machine's nuclear halo.
+        #[arg(long)]
+        no_halo: bool,
+        /// Lateral cut-off fraction, in (0, 0.5).
+        #[arg(long, default_value_t = 0.005)]
+        lateral_cutoff: f64,
+        /// HU -> scattering power: none, mcsquare_ucl_toshiba or a CSV file.
+        #[arg(long, default_value = "none")]
+        scattering: String,
+        /// Compute backend: auto, cpu or gpu.
+        #[arg(long, default_value = "auto")]
+        backend: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Write a PNG of the central-axis depth doses (one beam).
+        #[arg(long)]
+        png: Option<PathBuf>,
+        /// Write isodose's dose (before any normalisation) as RTDOSE.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// TG-43 dose of a brachytherapy (I-125 seed) RT Plan, written as RTDOSE
     /// (Gy; permanent implant: total dose of the full decay; temporary: over
     /// its ChannelTotalTime). Water everywhere (TG-43): a CT only sets the
@@ -301,6 +392,66 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 total,
             })?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Check {
+            plan,
+            dose,
+            ct,
+            structures,
+            phantom_spacing,
+            machine,
+            spot_size,
+            beam,
+            rbe,
+            normalise,
+            gamma,
+            cutoff,
+            local,
+            require_pass,
+            require_r80,
+            require_dose,
+            total,
+            spot_splitting,
+            no_halo,
+            lateral_cutoff,
+            scattering,
+            backend,
+            json,
+            png,
+            out,
+        } => {
+            let ok = check_cli::check(&check_cli::CheckArgs {
+                plan,
+                dose,
+                ct,
+                structures,
+                phantom_spacing_mm: phantom_spacing,
+                machine,
+                spot_size,
+                beam,
+                rbe,
+                normalise,
+                gamma,
+                cutoff_percent: cutoff,
+                local,
+                require_pass_percent: require_pass,
+                require_r80_mm: require_r80,
+                require_dose_percent: require_dose,
+                total,
+                spot_splitting,
+                include_halo: !no_halo,
+                lateral_cutoff_fraction: lateral_cutoff,
+                scattering,
+                backend,
+                json,
+                png,
+                out,
+            })?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(REQUIREMENT_FAILED)
+            })
         }
         Command::Brachy {
             plan,

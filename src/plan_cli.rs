@@ -183,24 +183,29 @@ fn beam_path(out: &Path, number: i32) -> PathBuf {
     out.with_file_name(name)
 }
 
-/// Runs `isodose proton`.
-pub fn proton(a: &ProtonArgs) -> CliResult {
-    let started = Instant::now();
-    let choice = BackendChoice::parse(&a.backend)?;
+/// The dose options of the CLI's proton commands: `--spot-splitting`
+/// ("none", "fine" or "NxN"), the halo, `--lateral-cutoff` and
+/// `--scattering` ("none", "mcsquare_ucl_toshiba" or a CSV file).
+pub fn dose_options(
+    spot_splitting: &str,
+    include_halo: bool,
+    lateral_cutoff_fraction: f64,
+    scattering: &str,
+) -> CliResult<DoseOptions> {
     let mut options = DoseOptions::new()?;
-    options.spot_splitting = match a.spot_splitting.as_str() {
+    options.spot_splitting = match spot_splitting {
         "none" => None,
         other => Some(
             SpotSplitting::parse(other)
                 .map_err(|e| format!("--spot-splitting: {e} (or \"none\" for ray casting)"))?,
         ),
     };
-    options.include_halo = a.include_halo;
-    options.lateral_cutoff_fraction = a.lateral_cutoff_fraction;
+    options.include_halo = include_halo;
+    options.lateral_cutoff_fraction = lateral_cutoff_fraction;
     options
         .validate()
         .map_err(|e| format!("--lateral-cutoff: {e}"))?;
-    options.scattering = match a.scattering.as_str() {
+    options.scattering = match scattering {
         "none" => None,
         "mcsquare_ucl_toshiba" => Some(ScatteringCurve::mcsquare_ucl_toshiba()?),
         path => {
@@ -212,6 +217,19 @@ pub fn proton(a: &ProtonArgs) -> CliResult {
             )
         }
     };
+    Ok(options)
+}
+
+/// Runs `isodose proton`.
+pub fn proton(a: &ProtonArgs) -> CliResult {
+    let started = Instant::now();
+    let choice = BackendChoice::parse(&a.backend)?;
+    let options = dose_options(
+        &a.spot_splitting,
+        a.include_halo,
+        a.lateral_cutoff_fraction,
+        &a.scattering,
+    )?;
     let spacing_mm = positive("--spacing", a.spacing_mm.unwrap_or(PROTON_SPACING_MM))?;
     let machine = match &a.machine {
         Some(path) => ProtonMachine::from_file(path)?,

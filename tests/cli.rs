@@ -877,3 +877,105 @@ fn dvh_of_the_raystation_cube_on_its_tps_dose() {
     assert!(png_size(&png).0 >= 600);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `isodose check` on RayStation's SOBP (phantom from its RTSTRUCT, spot
+/// size from the plan, the generic machine's depth doses): shapes agree once
+/// normalised; the absolute dose does not (the generic MU calibration is not
+/// DCPT's), and a dose requirement says so with exit code 2.
+#[test]
+fn check_recomputes_the_raystation_sobp_and_gates_on_requirements() {
+    let dir = temp_dir("check");
+    let (plan, dose, rs) = (
+        test_data("aptg_sobp_RP.dcm"),
+        test_data("aptg_sobp_RD.dcm"),
+        test_data("aptg_sobp_RS.dcm"),
+    );
+    let check = || {
+        let mut cmd = isodose();
+        cmd.arg("check")
+            .arg("--plan")
+            .arg(&plan)
+            .arg("--dose")
+            .arg(&dose)
+            .arg("--struct")
+            .arg(&rs)
+            .args(["--spot-size", "plan", "--backend", "cpu"]);
+        cmd
+    };
+    let png = dir.join("axis.png");
+    let out = dir.join("RD_isodose.dcm");
+    let json = run_ok(
+        check()
+            .args(["--normalise", "high-dose", "--require-pass", "80"])
+            .args(["--require-r80", "1.0", "--json", "--png"])
+            .arg(&png)
+            .arg("--out")
+            .arg(&out),
+    );
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["pass"].as_bool(), Some(true), "{v}");
+    assert_eq!(v["normalised"].as_bool(), Some(true), "{v}");
+    let ratio = v["dose_ratio_high_dose"].as_f64().unwrap();
+    assert!(ratio > 0.2 && ratio < 0.5, "{v}");
+    let beam = &v["beams"][0];
+    assert_eq!(beam["number"].as_i64(), Some(1), "{v}");
+    // the isocentre at 102.5 mm depth, RayStation's R80 at 155.8 mm
+    let r80 = beam["r80_delta_mm"]["reference"].as_f64().unwrap();
+    assert!((r80 - 53.3).abs() < 0.5, "{v}");
+    assert!(
+        beam["r80_delta_mm"]["difference"].as_f64().unwrap().abs() < 1.0,
+        "{v}"
+    );
+    let rates: Vec<f64> = v["gamma"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["pass_rate_percent"].as_f64().unwrap())
+        .collect();
+    assert!(
+        rates.len() == 2 && rates[0] > 84.0 && rates[1] > 78.0,
+        "{v}"
+    );
+    assert_eq!(v["materials"].as_array().unwrap().len(), 2, "{v}");
+    assert_eq!(png_size(&png), (900, 600));
+    // the written dose is isodose's own (absolute, before normalisation)
+    let written = isodose::dicom::read_rtdose(&out).unwrap();
+    let max = written.dose.data().iter().copied().fold(0.0f32, f32::max);
+    assert!(
+        f64::from(max) > 0.2 * 1.98 && f64::from(max) < 0.5 * 2.1,
+        "{max}"
+    );
+
+    // requirements the recomputation does not meet: exit code 2, and the
+    // report says which (the dose ratio is the absolute one, before the
+    // normalisation)
+    let result = check()
+        .args(["--normalise", "high-dose", "--gamma", "3/3"])
+        .args(["--require-r80", "0.1", "--require-dose", "5"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert_eq!(result.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains("FAIL")
+            && stdout.contains("dose ratio")
+            && stdout.contains("R80 difference"),
+        "{stdout}"
+    );
+    // no patient at all, or a bad criterion: a message and exit code 1
+    let stderr = run_err(
+        isodose()
+            .arg("check")
+            .arg("--plan")
+            .arg(&plan)
+            .arg("--dose")
+            .arg(&dose),
+    );
+    assert!(
+        stderr.contains("--ct") && stderr.contains("--struct"),
+        "{stderr}"
+    );
+    let stderr = run_err(check().args(["--gamma", "3%"]));
+    assert!(stderr.contains("DD/DTA"), "{stderr}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -7,12 +7,15 @@
 //! Today: CT series ([`ct`]), RT Ion Plans ([`rt_ion_plan`], in MU) and
 //! their conversion to isodose proton plans in protons
 //! ([`ion_plan_convert`]), and RTDOSE reading and writing ([`rtdose`]).
-//! RTSTRUCT and brachytherapy plans land with the rest of the DICOM-RT work.
+//! RTSTRUCT ([`rtstruct`]) with the material overrides a planning system
+//! assigns to structures ([`recompute`], for secondary dose checks), and
+//! brachytherapy RT Plans ([`rt_brachy_plan`]).
 
 mod attrs;
 pub mod ct;
 mod error;
 pub mod ion_plan_convert;
+pub mod recompute;
 pub mod rt_brachy_plan;
 pub mod rt_ion_plan;
 pub mod rtdose;

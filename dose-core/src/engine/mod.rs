@@ -481,7 +481,7 @@ impl Engine {
                 value: f64::from(*hu),
             });
         }
-        let medium = Medium::from_ct(ct, options);
+        let medium = Medium::from_ct(ct, options)?;
         let mut first = 0;
         let n_beams = plan.beams().len() as u64;
         self.progress.report("ray tracing", 0, n_beams)?;

@@ -18,11 +18,13 @@ use nalgebra::{Point3, Unit, Vector3};
 
 use super::kernel::DepthNode;
 use super::machine::{EnergyModel, ProtonMachine};
+use super::medium::MaterialOverride;
+pub(crate) use super::medium::Medium;
 use super::plan::{ProtonBeam, RangeShifter};
 use super::splitting::{SpotSplitting, SubPencils, sigma_min_mm};
 use crate::error::{DoseError, Result};
 use crate::geometry::{BeamFrame, trace_ray};
-use crate::grid::{CtVolume, Grid3};
+use crate::grid::Grid3;
 use crate::physics::hlut::Hlut;
 use crate::physics::mcs::{HighlandParams, RayScattering, pv_mev};
 use crate::physics::pstar::WaterStopping;
@@ -67,6 +69,9 @@ pub struct DoseOptions {
     /// thickness of water (S = RSP). Either way the lever arms are the
     /// geometric path ([`crate::physics::mcs::RayScattering`]).
     pub scattering: Option<ScatteringCurve>,
+    /// Materials that replace the CT inside structures, applied in order
+    /// after the HU curves ([`MaterialOverride`]; empty by default).
+    pub overrides: Vec<MaterialOverride>,
 }
 
 impl DoseOptions {
@@ -79,6 +84,7 @@ impl DoseOptions {
             spot_splitting: None,
             include_halo: true,
             scattering: None,
+            overrides: Vec::new(),
         })
     }
 
@@ -94,38 +100,6 @@ impl DoseOptions {
         }
         Ok(())
     }
-}
-
-/// The CT as the proton transport sees it: relative stopping power and
-/// relative scattering power of every voxel.
-pub(crate) struct Medium {
-    pub rsp: Vec<f32>,
-    pub scattering: Vec<f32>,
-}
-
-impl Medium {
-    /// HU → RSP (`options.hlut`) and scattering power (`options.scattering`,
-    /// or the RSP) on every CT voxel.
-    pub fn from_ct(ct: &CtVolume, options: &DoseOptions) -> Self {
-        let rsp = rsp_volume(ct, &options.hlut);
-        let scattering = match &options.scattering {
-            Some(curve) => ct
-                .data()
-                .iter()
-                .map(|hu| curve.power(f64::from(*hu)) as f32)
-                .collect(),
-            None => rsp.clone(),
-        };
-        Self { rsp, scattering }
-    }
-}
-
-/// HU → RSP on every CT voxel.
-fn rsp_volume(ct: &CtVolume, hlut: &Hlut) -> Vec<f32> {
-    ct.data()
-        .iter()
-        .map(|hu| hlut.rsp(f64::from(*hu)) as f32)
-        .collect()
 }
 
 /// Depth-dependent beam data of one energy (and range shifter) on a uniform
@@ -1162,7 +1136,7 @@ pub(crate) fn visit<S: VoxelSink>(
 /// A test phantom: water with a bone-like slab (HU 900) in part of three
 /// y planes, 14 × 30 × 22 voxels of 2.5 mm around the isocentre.
 #[cfg(test)]
-pub(crate) fn slab_phantom() -> CtVolume {
+pub(crate) fn slab_phantom() -> crate::grid::CtVolume {
     #![allow(clippy::unwrap_used)]
     let (shape, s) = ([14, 30, 22], 2.5);
     let grid = Grid3::new(shape, [s; 3], [-10.5 * s, -14.5 * s, -6.5 * s]).unwrap();
@@ -1173,7 +1147,7 @@ pub(crate) fn slab_phantom() -> CtVolume {
             0.0
         }
     });
-    CtVolume::new(grid, data).unwrap()
+    crate::grid::CtVolume::new(grid, data).unwrap()
 }
 
 #[cfg(test)]
@@ -1201,7 +1175,7 @@ mod tests {
                 include_halo: case % 2 == 0,
                 ..DoseOptions::new().unwrap()
             };
-            let medium = Medium::from_ct(&ct, &options);
+            let medium = Medium::from_ct(&ct, &options).unwrap();
             let spots = (0..3)
                 .map(|_| Spot {
                     energy_mev: 75.0 + 30.0 * next(),

@@ -2,9 +2,12 @@
 //!
 //! - [`gamma`]: 3D gamma (Low et al. 1998), global or local, with the
 //!   evaluated dose interpolated between voxels and grids that may differ.
+//! - [`comparison`]: a recomputed dose against a reference: central-axis
+//!   edges, lateral penumbra, high-dose ratio.
 //! - [`dvh`]: dose-volume histograms and metrics of a structure, from a mask,
 //!   a fractional occupancy or sub-voxel samples of a contoured structure.
 
+pub mod comparison;
 pub mod dvh;
 pub mod gamma;
 pub mod structure;
