@@ -1,6 +1,7 @@
 //! The `isodose` command-line tool.
 
 mod check_cli;
+mod commission_cli;
 mod demo;
 mod demo_proton;
 mod plan_cli;
@@ -261,6 +262,34 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Commission a proton machine from measured beam data: IDDs in water
+    /// per energy (CSV: depth mm, Gy mm^2 per MU; the energy in the file
+    /// name, e.g. idd_150MeV.csv), in-air spot sizes (CSV:
+    /// nominal_energy_mev,z_mm,sigma_x_mm,sigma_y_mm) and the virtual source
+    /// distances. Writes an isodose-proton-machine/1 file and a report.
+    Commission {
+        /// IDD CSV files, one per nominal energy (two or more).
+        #[arg(long, required = true, num_args = 1..)]
+        idd: Vec<PathBuf>,
+        /// In-air spot sizes (CSV).
+        #[arg(long)]
+        spot_sizes: PathBuf,
+        /// Virtual source-axis distance along X (scanning magnet to isocentre), mm.
+        #[arg(long)]
+        sad_x: f64,
+        /// Virtual source-axis distance along Y, mm.
+        #[arg(long)]
+        sad_y: f64,
+        /// Machine name.
+        #[arg(long, default_value = "commissioned")]
+        name: String,
+        /// Machine file to write (JSON).
+        #[arg(long)]
+        out: PathBuf,
+        /// Folder for the report (text, JSON and figures).
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
     /// TG-43 dose of a brachytherapy (I-125 seed) RT Plan, written as RTDOSE
     /// (Gy; permanent implant: total dose of the full decay; temporary: over
     /// its ChannelTotalTime). Water everywhere (TG-43): a CT only sets the
@@ -452,6 +481,26 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             } else {
                 ExitCode::from(REQUIREMENT_FAILED)
             })
+        }
+        Command::Commission {
+            idd,
+            spot_sizes,
+            sad_x,
+            sad_y,
+            name,
+            out,
+            report,
+        } => {
+            commission_cli::run(&commission_cli::CommissionArgs {
+                idd,
+                spot_sizes,
+                name,
+                sad_x_mm: sad_x,
+                sad_y_mm: sad_y,
+                out,
+                report,
+            })?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Brachy {
             plan,

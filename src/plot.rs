@@ -483,3 +483,43 @@ pub fn depth_dose_png(
     root.present()?;
     Ok(())
 }
+
+/// A line plot of labelled curves on axes fitted to their points (the y
+/// range padded by 5 %), for commissioning reports.
+pub fn line_plot_png(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    curves: &[DepthCurve],
+) -> PlotResult {
+    let points = || curves.iter().flat_map(|c| c.2.iter().copied());
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for (x, y) in points() {
+        x0 = x0.min(x);
+        x1 = x1.max(x);
+        y0 = y0.min(y);
+        y1 = y1.max(y);
+    }
+    if x0 >= x1 || y0 > y1 {
+        return Err(format!("{title}: nothing to plot").into());
+    }
+    let pad = 0.05 * (y1 - y0).max(1e-9);
+    let root = BitMapBackend::new(path, (900, 600)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))?;
+    chart
+        .configure_mesh()
+        .x_desc(x_label)
+        .y_desc(y_label)
+        .label_style(("sans-serif", 14))
+        .draw()?;
+    draw_curves(&mut chart, curves, SeriesLabelPosition::UpperLeft)?;
+    root.present()?;
+    Ok(())
+}

@@ -979,3 +979,76 @@ fn check_recomputes_the_raystation_sobp_and_gates_on_requirements() {
     assert!(stderr.contains("DD/DTA"), "{stderr}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `isodose commission` on MCsquare's "measured" IDDs and spot sizes
+/// (dose-core/tests/data/commissioning/mcsquare_dn): a machine file that
+/// isodose reads back, reproducing the measurements, and a report.
+#[test]
+fn commission_writes_a_machine_and_a_report() {
+    let dir = temp_dir("commission");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("dose-core/tests/data/commissioning/mcsquare_dn");
+    let machine = dir.join("machine.json");
+    let report = dir.join("report");
+    let mut cmd = isodose();
+    cmd.arg("commission").arg("--idd");
+    for e in [70, 100, 140, 180] {
+        cmd.arg(data.join(format!("idd_{e}MeV.csv")));
+    }
+    let stdout = run_ok(
+        cmd.arg("--spot-sizes")
+            .arg(data.join("spot_sizes_core_in_air.csv"))
+            .args(["--sad-x", "2234.8", "--sad-y", "1859.1", "--name", "DN"])
+            .arg("--out")
+            .arg(&machine)
+            .arg("--report")
+            .arg(&report),
+    );
+    assert!(stdout.contains("leave one out"), "{stdout}");
+    let m = isodose::proton::ProtonMachine::from_file(&machine).unwrap();
+    assert_eq!(m.name(), "DN");
+    assert_eq!(m.energies().len(), 4);
+    assert!((m.sad_x_mm() - 2234.8).abs() < 1e-9);
+    // the machine's dose per MU at 140 MeV is the measured IDD (read here
+    // independently of isodose's reader: the CSV's second column)
+    let text = std::fs::read_to_string(data.join("idd_140MeV.csv")).unwrap();
+    let row: Vec<f64> = text
+        .lines()
+        .nth(101)
+        .unwrap()
+        .split(',')
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let e = m.energy(140.0).unwrap();
+    let per_mu = e.idd.at(row[0]) * e.protons_per_mu;
+    assert!(
+        (per_mu / row[1] - 1.0).abs() < 1e-9,
+        "{per_mu} vs {}",
+        row[1]
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report.join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(json["leave_one_out"].as_array().unwrap().len(), 2, "{json}");
+    for png in ["idd.png", "leave_one_out.png", "spot_sizes.png"] {
+        assert_eq!(png_size(&report.join(png)), (900, 600), "{png}");
+    }
+    // a file name without its energy: a message, exit code 1, no machine
+    let other = dir.join("other.json");
+    let stderr = run_err(
+        isodose()
+            .arg("commission")
+            .arg("--idd")
+            .arg(data.join("meta.json"))
+            .arg("--spot-sizes")
+            .arg(data.join("spot_sizes_core_in_air.csv"))
+            .args(["--sad-x", "2000", "--sad-y", "2000", "--out"])
+            .arg(&other),
+    );
+    assert!(
+        stderr.contains("meta.json") && stderr.contains("MeV"),
+        "{stderr}"
+    );
+    assert!(!other.exists());
+    std::fs::remove_dir_all(&dir).ok();
+}

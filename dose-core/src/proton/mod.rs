@@ -2,6 +2,8 @@
 //!
 //! - [`machine`]: `ProtonMachine` (per-energy IDD, in-air optics, halo, MU
 //!   calibration), its file format, and the built-in [`generic`] machine
+//! - [`commission`]: a machine fitted to a centre's measured IDDs, spot
+//!   sizes and MU calibration
 //! - [`plan`]: `ProtonPlan` → `ProtonBeam` → `Spot`; range shifters
 //! - [`kernel`]: the pencil-beam dose model (one physics function)
 //! - [`prepare`]: preparation shared by the backends (HU → RSP, ray traversal
@@ -13,6 +15,7 @@
 //! [`crate::engine::Engine::pbs_dij`].
 
 pub mod bdl;
+pub mod commission;
 pub mod dij;
 pub mod generic;
 pub mod kernel;
