@@ -16,6 +16,11 @@
 //! RBE (`--rbe`, 1.1 by default) before it is compared with isodose's
 //! physical dose.
 //!
+//! **Fractions.** The recomputed dose is the plan's total (all
+//! NumberOfFractionsPlanned fractions) unless the reference's
+//! DoseSummationType is FRACTION (`--fractions` overrides). A BEAM reference
+//! selects its ReferencedBeamNumber; other references, every beam.
+//!
 //! **Normalisation.** By default none: a secondary check is absolute. With
 //! `--normalise high-dose` the isodose dose is scaled to the reference's
 //! mean over its ≥ 90 % region (the factor is reported), to compare shapes
@@ -80,8 +85,8 @@ pub struct CheckArgs {
     pub require_r80_mm: Option<f64>,
     /// Largest |dose ratio − 1| allowed, %.
     pub require_dose_percent: Option<f64>,
-    /// Dose of all planned fractions (the reference is a total dose).
-    pub total: bool,
+    /// "auto", "one" or "all" fractions.
+    pub fractions: String,
     /// Dose options (see `isodose proton`).
     pub spot_splitting: String,
     pub include_halo: bool,
@@ -211,7 +216,21 @@ pub fn check(a: &CheckArgs) -> CliResult<bool> {
             a.plan.display()
         );
     }
-    let beam_number = a.beam.or(rd.referenced_beam_number);
+    if let (Some(d), Some(p)) = (&rd.frame_of_reference_uid, &ion.frame_of_reference_uid)
+        && d != p
+    {
+        return Err(format!(
+            "{}: FrameOfReferenceUID (0020,0052) {d:?} is not the plan's {p:?} ({}): the doses cannot be compared",
+            a.dose.display(),
+            a.plan.display()
+        )
+        .into());
+    }
+    // a BEAM dose names its beam; other summations may list beams too
+    let is_beam_dose = rd.summation.eq_ignore_ascii_case("BEAM");
+    let beam_number = a
+        .beam
+        .or(rd.referenced_beam_number.filter(|_| is_beam_dose));
     let beams: Vec<&isodose::dicom::IonBeam> = ion
         .beams
         .iter()
@@ -231,7 +250,32 @@ pub fn check(a: &CheckArgs) -> CliResult<bool> {
     };
     let machine = match a.spot_size.as_str() {
         "machine" => base,
-        "plan" => machine_with_plan_spot_size(&base, first, &a.plan)?,
+        "plan" => {
+            // one spot-size table for the machine: every selected beam's
+            // layers must agree where they share an energy
+            for b in &beams[1..] {
+                for l in &b.layers {
+                    if let Some(f) = first
+                        .layers
+                        .iter()
+                        .find(|k| k.energy_mev == l.energy_mev)
+                        .and_then(|k| k.spot_size_fwhm_mm)
+                        && l.spot_size_fwhm_mm.is_some_and(|g| g != f)
+                    {
+                        return Err(format!(
+                            "{}: beams {} and {} give different ScanningSpotSize (300A,0398) at {} MeV: \
+                             --spot-size plan needs one table; check the beams one at a time (--beam)",
+                            a.plan.display(),
+                            first.number,
+                            b.number,
+                            l.energy_mev
+                        )
+                        .into());
+                    }
+                }
+            }
+            machine_with_plan_spot_size(&base, first, &a.plan)?
+        }
         other => return Err(format!("--spot-size {other:?}: expected machine or plan").into()),
     };
     // the patient: CT (with overrides) or the phantom of the structures
@@ -288,7 +332,15 @@ pub fn check(a: &CheckArgs) -> CliResult<bool> {
     let (computed, ran) =
         engine.pbs_dose_with_backend(&ct, &plan, &machine, Some(reference.grid()), &options)?;
     let dose_seconds = t.elapsed().as_secs_f64();
-    let fractions = if a.total {
+    let all_fractions = match a.fractions.as_str() {
+        "auto" => !rd.summation.eq_ignore_ascii_case("FRACTION"),
+        "all" => true,
+        "one" => false,
+        other => {
+            return Err(format!("--fractions {other:?}: expected auto, one or all").into());
+        }
+    };
+    let fractions = if all_fractions {
         f64::from(ion.fractions)
     } else {
         1.0
@@ -376,7 +428,7 @@ pub fn check(a: &CheckArgs) -> CliResult<bool> {
     // requirements
     let mut failed: Vec<String> = Vec::new();
     if let (Some(p), Some((dd, dta, g))) = (a.require_pass_percent, gammas.first())
-        && 100.0 * g.pass_rate() < p
+        && (g.evaluated_count() == 0 || g.pass_rate().is_nan() || 100.0 * g.pass_rate() < p)
     {
         failed.push(format!(
             "gamma {dd} %/{dta} mm pass rate {:.2} % < {p} %",
@@ -399,7 +451,7 @@ pub fn check(a: &CheckArgs) -> CliResult<bool> {
         }
     }
     if let Some(limit) = a.require_dose_percent
-        && (100.0 * (ratio - 1.0)).abs() > limit
+        && (ratio.is_nan() || (100.0 * (ratio - 1.0)).abs() > limit)
     {
         failed.push(format!(
             "dose ratio {ratio:.4} in the high-dose region: {:+.2} %, limit {limit} %",
@@ -485,8 +537,8 @@ pub fn check(a: &CheckArgs) -> CliResult<bool> {
             beams.iter().map(|b| b.number).collect::<Vec<_>>(),
             ion.beams.iter().map(|b| b.number).collect::<Vec<_>>(),
             plan.spot_count(),
-            if a.total {
-                format!("all {} fractions", ion.fractions)
+            if all_fractions {
+                format!("all {} fraction(s) planned", ion.fractions)
             } else {
                 "one fraction".to_owned()
             }

@@ -17,7 +17,6 @@ use isodose::proton::commission::{
     BeamData, Commissioned, MeasuredIdd, commission, spot_sizes_from_csv_str,
 };
 use plotters::style::RGBColor;
-use serde_json::json;
 
 use crate::{plot, print_stdout};
 
@@ -115,7 +114,7 @@ pub fn run(a: &CommissionArgs) -> CliResult {
         std::fs::write(dir.join("report.txt"), &text)?;
         std::fs::write(
             dir.join("report.json"),
-            serde_json::to_string_pretty(&report_json(&c, a))?,
+            serde_json::to_string_pretty(&c.report_json())?,
         )?;
         figures(&c, &data, dir)?;
         print_stdout(&format!(
@@ -193,29 +192,6 @@ fn report_text(c: &Commissioned, a: &CommissionArgs) -> CliResult<String> {
         )?;
     }
     Ok(r)
-}
-
-fn report_json(c: &Commissioned, a: &CommissionArgs) -> serde_json::Value {
-    let optics = |o: &isodose::proton::SpotOptics| json!({"sigma_mm": o.sigma_mm, "divergence_mrad": o.divergence_mrad, "correlation": o.correlation});
-    json!({
-        "machine": a.out.display().to_string(),
-        "name": a.name,
-        "energies": c.energies.iter().map(|f| json!({
-            "energy_mev": f.energy_mev, "mean_energy_mev": f.mean_energy_mev,
-            "energy_spread_fraction": f.energy_spread_fraction, "protons_per_mu": f.protons_per_mu,
-            "r80_mm": f.r80_mm, "falloff_20_80_mm": f.falloff_80_20_mm,
-            "model_max_residual_percent": f.model_max_residual_percent,
-        })).collect::<Vec<_>>(),
-        "optics": c.optics.iter().map(|o| json!({
-            "energy_mev": o.energy_mev, "x": optics(&o.x), "y": optics(&o.y), "max_residual_mm": o.max_residual_mm,
-        })).collect::<Vec<_>>(),
-        "leave_one_out": c.leave_one_out.iter().map(|l| json!({
-            "energy_mev": l.energy_mev, "gap_mev": l.gap_mev, "r80_difference_mm": l.r80_difference_mm,
-            "max_difference_percent": l.max_difference_percent,
-            "max_shape_difference_percent": l.max_shape_difference_percent,
-            "protons_per_mu_difference": l.protons_per_mu_difference,
-        })).collect::<Vec<_>>(),
-    })
 }
 
 /// A colour per curve index out of `n`.

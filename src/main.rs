@@ -234,9 +234,10 @@ enum Command {
         /// Largest |isodose / reference - 1| in the high-dose region, %.
         #[arg(long)]
         require_dose: Option<f64>,
-        /// Compute all NumberOfFractionsPlanned fractions (a total reference dose).
-        #[arg(long)]
-        total: bool,
+        /// Fractions of the recomputed dose: auto (one for a FRACTION
+        /// reference dose, all NumberOfFractionsPlanned otherwise), one or all.
+        #[arg(long, default_value = "auto")]
+        fractions: String,
         /// Spot splitting: none, fine (9x9) or an odd NxN (5x5-15x15).
         #[arg(long, default_value = "none")]
         spot_splitting: String,
@@ -439,7 +440,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             require_pass,
             require_r80,
             require_dose,
-            total,
+            fractions,
             spot_splitting,
             no_halo,
             lateral_cutoff,
@@ -466,7 +467,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 require_pass_percent: require_pass,
                 require_r80_mm: require_r80,
                 require_dose_percent: require_dose,
-                total,
+                fractions,
                 spot_splitting,
                 include_halo: !no_halo,
                 lateral_cutoff_fraction: lateral_cutoff,

@@ -556,6 +556,20 @@ impl PyProtonMachine {
         let m = errors::detach(py, || ProtonMachine::from_bdl_file(&path))?.py_err(py)?;
         Ok(Self(Arc::new(m)))
     }
+    /// Writes the machine as an isodose-proton-machine/1 file (JSON), which
+    /// ProtonMachine.load reads back and `isodose proton --machine` uses.
+    fn save(&self, py: Python<'_>, path: std::path::PathBuf) -> PyResult<()> {
+        let text = self.0.to_json_string().py_err(py)?;
+        std::fs::write(&path, text).map_err(|e| {
+            errors::to_py(
+                py,
+                isodose_core::DoseError::Io {
+                    path: path.clone(),
+                    source: e,
+                },
+            )
+        })
+    }
     /// Machine name.
     #[getter]
     fn name(&self) -> String {
@@ -1083,13 +1097,64 @@ fn write_dose(
     .map_err(|e| errors::dicom_to_py(py, e))
 }
 
+/// Commissions a proton machine from measured beam data (the method:
+/// `isodose_core::proton::commission`): `idds` maps each nominal energy
+/// (MeV) to (depth_mm, idd_gy_mm2_per_mu) measured in water; `spot_sizes`
+/// rows are (nominal_energy_mev, z_mm, sigma_x_mm, sigma_y_mm) in air, z
+/// downstream of the isocentre plane; `sad_mm` the virtual source-axis
+/// distances (x, y). Returns (machine, report): the report is a dict of the
+/// fitted mean energies, spreads, protons per MU, optics and the
+/// leave-one-out interpolation check.
+#[pyfunction]
+#[pyo3(signature = (idds, spot_sizes, sad_mm, name = "commissioned"))]
+fn commission<'py>(
+    py: Python<'py>,
+    idds: &Bound<'py, pyo3::types::PyDict>,
+    spot_sizes: Vec<[f64; 4]>,
+    sad_mm: (f64, f64),
+    name: &str,
+) -> PyResult<(PyProtonMachine, Bound<'py, PyAny>)> {
+    use isodose_core::proton::commission::{BeamData, MeasuredIdd, SpotSizeMeasurement};
+    let mut measured = Vec::new();
+    for (k, v) in idds.iter() {
+        let energy_mev: f64 = k.extract()?;
+        let (depth_mm, gy_mm2_per_mu): (Vec<f64>, Vec<f64>) = v.extract()?;
+        measured.push(MeasuredIdd {
+            energy_mev,
+            depth_mm,
+            gy_mm2_per_mu,
+        });
+    }
+    let data = BeamData {
+        name: name.to_owned(),
+        sad_x_mm: sad_mm.0,
+        sad_y_mm: sad_mm.1,
+        idds: measured,
+        spot_sizes: spot_sizes
+            .iter()
+            .map(|r| SpotSizeMeasurement {
+                energy_mev: r[0],
+                z_mm: r[1],
+                sigma_x_mm: r[2],
+                sigma_y_mm: r[3],
+            })
+            .collect(),
+    };
+    let c =
+        errors::detach(py, || isodose_core::proton::commission::commission(&data))?.py_err(py)?;
+    let report = py
+        .import("json")?
+        .call_method1("loads", (c.report_json().to_string(),))?;
+    Ok((PyProtonMachine(Arc::new(c.machine)), report))
+}
+
 /// The native part of the `isodose` package.
 #[pymodule(gil_used = false)]
 mod _isodose {
     #[pymodule_export]
     use super::{
         PyCtImage, PyDose, PyGrid, PyImplant, PyProtonBeam, PyProtonMachine, PyProtonPlan,
-        PyRangeShifter, brachy_dose, proton_dij_parts, proton_dose, read_ct, read_dose,
+        PyRangeShifter, brachy_dose, commission, proton_dij_parts, proton_dose, read_ct, read_dose,
         read_rtstruct, seed_models, tg43_dose_rate, write_dose,
     };
     #[pymodule_export]

@@ -282,3 +282,50 @@ def test_dij_without_scipy_is_the_csc_parts(machine, monkeypatch):
     np.testing.assert_array_equal(indptr, with_scipy.indptr)
     np.testing.assert_array_equal(indices, with_scipy.indices)
     np.testing.assert_array_equal(data, with_scipy.data)
+
+
+def _mc_idd(energy):
+    from conftest import REPO
+
+    path = REPO / "dose-core" / "tests" / "data" / "commissioning" / "mcsquare_dn" / f"idd_{energy}MeV.csv"
+    table = np.loadtxt(path, delimiter=",", skiprows=1)
+    return table[:, 0], table[:, 1]
+
+
+def test_commission_from_monte_carlo_beam_data(tmp_path):
+    """MCsquare IDDs and core spot sizes of OpenTPS's stock IBA beam model
+    (dose-core/tests/data/commissioning/mcsquare_dn): a machine that gives
+    back the measured IDD per MU, ranges within 0.25 mm at the energy left
+    out, and a file that loads again."""
+    from conftest import REPO
+
+    spots = np.loadtxt(
+        REPO / "dose-core" / "tests" / "data" / "commissioning" / "mcsquare_dn" / "spot_sizes_core_in_air.csv",
+        delimiter=",",
+        skiprows=1,
+    )
+    idds = {float(e): _mc_idd(e) for e in (70, 80, 90)}
+    machine, report = isodose.commission(idds, spots, (2234.8, 1859.1), name="DN")
+    assert machine.name == "DN"
+    assert list(machine.energies_mev) == [70.0, 80.0, 90.0]
+    # the measured R80 of the CSV (independently: linear interpolation here)
+    depth, idd = idds[80.0]
+    k = int(np.argmax(idd))
+    level = 0.8 * idd[k]
+    j = k + int(np.argmax(idd[k:] < level))
+    r80 = depth[j - 1] + (idd[j - 1] - level) / (idd[j - 1] - idd[j]) * (depth[j] - depth[j - 1])
+    assert abs(machine.r80_mm[1] - r80) < 0.01
+    (loo,) = report["leave_one_out"]
+    assert loo["energy_mev"] == 80.0 and abs(loo["r80_difference_mm"]) < 0.25
+    assert [e["energy_mev"] for e in report["energies"]] == [70.0, 80.0, 90.0]
+    assert all(abs(e["mean_energy_mev"] - e["energy_mev"]) < 1.0 for e in report["energies"])
+    path = tmp_path / "machine.json"
+    machine.save(path)
+    again = isodose.ProtonMachine.load(path)
+    assert np.allclose(again.r80_mm, machine.r80_mm)
+    # errors name the problem
+    with pytest.raises(isodose.IsodoseError, match="two or more energies"):
+        isodose.commission({70.0: _mc_idd(70)}, spots, (2000.0, 2000.0))
+    d, v = _mc_idd(70)
+    with pytest.raises(isodose.IsodoseError, match="fall-off"):
+        isodose.commission({70.0: (d[:40], v[:40]), 80.0: _mc_idd(80)}, spots, (2000.0, 2000.0))

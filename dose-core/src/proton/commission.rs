@@ -12,7 +12,8 @@
 //!   PSTAR CSDA range, Bortfeld 1997): the mean energy E₀ so that the model's
 //!   R80 equals the measured R80, and the spread σ_E/E₀ so that the model's
 //!   distal fall-off R80 − R20 equals the measured one (range straggling plus
-//!   energy spread), alternated until both hold (bisection, 0.001 mm).
+//!   energy spread), by bisection, alternated three times (an error when
+//!   the model cannot reach the measurement).
 //! - **Protons per MU**: N = ∫ IDD_measured dz / ∫ IDD_model dz, the
 //!   measured energy deposited per MU over the model's per proton, both over
 //!   the measured depths.
@@ -92,7 +93,11 @@ impl MeasuredIdd {
         Ok(m)
     }
 
-    fn validate(&self, origin: &str) -> Result<()> {
+    /// Checks the measurement (`origin` names it in errors): at least 10
+    /// ascending finite depths from ≥ 0, as many finite IDD values, a
+    /// positive maximum and a measured distal fall-off (the last value below
+    /// 5 % of the maximum).
+    pub fn validate(&self, origin: &str) -> Result<()> {
         let bad = |reason: String| DoseError::InvalidTable {
             table: format!("measured IDD {origin} ({} MeV)", self.energy_mev),
             reason,
@@ -106,6 +111,14 @@ impl MeasuredIdd {
                 self.depth_mm.len()
             )));
         }
+        if self
+            .depth_mm
+            .iter()
+            .chain(&self.gy_mm2_per_mu)
+            .any(|v| !v.is_finite())
+        {
+            return Err(bad("depths and IDD values must be finite".into()));
+        }
         if self.depth_mm.windows(2).any(|w| w[1] <= w[0]) {
             return Err(bad("depths must ascend".into()));
         }
@@ -116,9 +129,10 @@ impl MeasuredIdd {
         if max <= 0.0 {
             return Err(bad("the IDD is not positive anywhere".into()));
         }
-        // the distal fall-off must be measured: the last value below 20 %
+        // the distal fall-off must be measured: the last value at most 5 %
+        // (the engine's IDD is zero past its last depth)
         let last = self.gy_mm2_per_mu.last().copied().unwrap_or(0.0);
-        if last > 0.2 * max {
+        if last > 0.05 * max {
             return Err(bad(format!(
                 "the last depth ({} mm) is still at {:.0} % of the maximum: the distal fall-off is not measured",
                 self.depth_mm.last().copied().unwrap_or(0.0),
@@ -299,6 +313,36 @@ pub struct Commissioned {
     pub leave_one_out: Vec<LeaveOneOut>,
 }
 
+impl Commissioned {
+    /// The fit as JSON: per energy the fitted mean energy, spread, protons
+    /// per MU, measured R80 and fall-off and the physics model's residual;
+    /// the optics per spot-size energy; the leave-one-out results.
+    pub fn report_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        let optics = |o: &SpotOptics| json!({"sigma_mm": o.sigma_mm, "divergence_mrad": o.divergence_mrad, "correlation": o.correlation});
+        json!({
+            "name": self.machine.name(),
+            "energies": self.energies.iter().map(|f| json!({
+                "energy_mev": f.energy_mev, "mean_energy_mev": f.mean_energy_mev,
+                "energy_spread_fraction": f.energy_spread_fraction, "protons_per_mu": f.protons_per_mu,
+                "r80_mm": f.r80_mm, "falloff_20_80_mm": f.falloff_80_20_mm,
+                "model_max_residual_percent": f.model_max_residual_percent,
+            })).collect::<Vec<_>>(),
+            "optics": self.optics.iter().map(|o| json!({
+                "energy_mev": o.energy_mev, "x": optics(&o.x), "y": optics(&o.y),
+                "max_residual_mm": o.max_residual_mm,
+            })).collect::<Vec<_>>(),
+            "leave_one_out": self.leave_one_out.iter().map(|l| json!({
+                "energy_mev": l.energy_mev, "gap_mev": l.gap_mev,
+                "r80_difference_mm": l.r80_difference_mm,
+                "max_difference_percent": l.max_difference_percent,
+                "max_shape_difference_percent": l.max_shape_difference_percent,
+                "protons_per_mu_difference": l.protons_per_mu_difference,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
 /// R80 and the distal fall-off R20 − R80 of a depth curve (mm).
 fn edges(c: &DepthCurve) -> (f64, f64) {
     let r80 = c.distal_depth_at(0.8);
@@ -327,14 +371,23 @@ fn model(
     )
 }
 
-/// Bisection for the root of an increasing function `f` on [lo, hi].
-fn bisect(mut lo: f64, mut hi: f64, tol: f64, f: impl Fn(f64) -> Result<f64>) -> Result<f64> {
+/// Bisection for the root of an increasing function `f` on [lo, hi]; an
+/// error naming `what` when the root lies outside the bracket.
+fn bisect(
+    what: &str,
+    mut lo: f64,
+    mut hi: f64,
+    tol: f64,
+    f: impl Fn(f64) -> Result<f64>,
+) -> Result<f64> {
     let (flo, fhi) = (f(lo)?, f(hi)?);
-    if flo > 0.0 {
-        return Ok(lo);
-    }
-    if fhi < 0.0 {
-        return Ok(hi);
+    if flo > 0.0 || fhi < 0.0 {
+        return Err(DoseError::InvalidTable {
+            table: what.to_owned(),
+            reason: format!(
+                "the physics model cannot match the measurement within [{lo}, {hi}] (mismatch {flo:.4} mm at the low end, {fhi:.4} mm at the high end): is the IDD in water, with its distal fall-off measured?"
+            ),
+        });
     }
     while hi - lo > tol {
         let mid = 0.5 * (lo + hi);
@@ -489,15 +542,20 @@ fn fit_energy(
     let model_edges = |e0: f64, spread: f64| -> Result<(f64, f64)> {
         Ok(edges(&model(params, e, e0, spread, optics)?.idd))
     };
+    let what_e0 = format!("mean energy of the {e} MeV IDD (MeV, from its R80 {r80:.2} mm)");
+    let what_spread =
+        format!("energy spread of the {e} MeV IDD (fraction, from its R20 - R80 {falloff:.2} mm)");
     let mut spread = 0.006;
     let mut e0;
     for _ in 0..3 {
-        e0 = bisect(0.7 * e, 1.3 * e, 1e-5, |x| {
+        e0 = bisect(&what_e0, 0.7 * e, 1.3 * e, 1e-5, |x| {
             Ok(model_edges(x, spread)?.0 - r80)
         })?;
-        spread = bisect(0.0, 0.03, 1e-6, |s| Ok(model_edges(e0, s)?.1 - falloff))?;
+        spread = bisect(&what_spread, 0.0, 0.03, 1e-6, |s| {
+            Ok(model_edges(e0, s)?.1 - falloff)
+        })?;
     }
-    e0 = bisect(0.7 * e, 1.3 * e, 1e-5, |x| {
+    e0 = bisect(&what_e0, 0.7 * e, 1.3 * e, 1e-5, |x| {
         Ok(model_edges(x, spread)?.0 - r80)
     })?;
     let physics = model(params, e, e0, spread, optics)?;
@@ -573,6 +631,9 @@ pub fn commission(data: &BeamData) -> Result<Commissioned> {
                 data.idds.len()
             ),
         });
+    }
+    for m in &data.idds {
+        m.validate(&format!("of {:?}", data.name))?;
     }
     let mut idds = data.idds.clone();
     idds.sort_by(|a, b| a.energy_mev.total_cmp(&b.energy_mev));

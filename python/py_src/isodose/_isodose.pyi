@@ -20,6 +20,7 @@ __all__ = [
     "ProtonPlan",
     "RangeShifter",
     "brachy_dose",
+    "commission",
     "proton_dij_parts",
     "proton_dose",
     "read_ct",
@@ -154,6 +155,7 @@ class ProtonMachine:
     def load(path: Union[str, PathLike[str]]) -> ProtonMachine: ...
     @staticmethod
     def load_bdl(path: Union[str, PathLike[str]]) -> ProtonMachine: ...
+    def save(self, path: Union[str, PathLike[str]]) -> None: ...
     @property
     def name(self) -> str: ...
     @property
@@ -434,3 +436,10 @@ def demo_seed_positions() -> npt.NDArray[np.float64]:
     """Seed centres (x, y, z) of the demo implant, mm, (n, 3)."""
 
 def _raise_internal_panic(worker: bool = False) -> None: ...
+
+def commission(
+    idds: dict[float, tuple[npt.ArrayLike, npt.ArrayLike]],
+    spot_sizes: npt.ArrayLike,
+    sad_mm: tuple[float, float],
+    name: str = "commissioned",
+) -> tuple[ProtonMachine, dict[str, Any]]: ...
