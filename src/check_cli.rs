@@ -42,7 +42,7 @@ use isodose::{BackendChoice, CtVolume, DoseGrid, Engine, Volume};
 use plotters::style::RGBColor;
 use serde_json::json;
 
-use crate::{plot, print_stdout};
+use crate::{file_name, plot, print_stdout};
 
 type CliResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
@@ -670,10 +670,4 @@ pub fn check(a: &CheckArgs) -> CliResult<bool> {
         }
     }
     Ok(ok)
-}
-
-fn file_name(p: &Path) -> String {
-    p.file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }

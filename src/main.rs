@@ -691,6 +691,13 @@ fn info(path: &std::path::Path) -> Result<String, Box<dyn std::error::Error>> {
 
 /// Writes `text` to standard output. A closed pipe (`isodose demo | head`)
 /// ends the output quietly instead of panicking like `println!` would.
+/// The last component of `p` (for report titles), or "" when it has none.
+pub(crate) fn file_name(p: &std::path::Path) -> String {
+    p.file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 pub(crate) fn print_stdout(text: &str) -> Result<(), Box<dyn std::error::Error>> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();

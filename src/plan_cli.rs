@@ -31,7 +31,7 @@ use isodose::{BackendChoice, DoseGrid, Engine, Grid3, Volume};
 use nalgebra::Point3;
 use ndarray::Array3;
 
-use crate::print_stdout;
+use crate::{file_name, print_stdout};
 
 type CliResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
@@ -162,12 +162,6 @@ fn maximum(dose: &DoseGrid) -> (f32, Point3<f64>) {
         }
     }
     (best.0, dose.grid().index_to_world(best.1))
-}
-
-fn file_name(p: &Path) -> String {
-    p.file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 /// `out` with `_beam<number>` before its extension.

@@ -11,7 +11,7 @@ use isodose::{BackendChoice, DoseGrid, Engine};
 use serde_json::json;
 
 use crate::plot;
-use crate::print_stdout;
+use crate::{file_name, print_stdout};
 
 type CliResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
@@ -318,10 +318,4 @@ fn curve(d: &Dvh, n: usize) -> Vec<(f64, f64)> {
 
 fn truncate(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
-}
-
-fn file_name(p: &Path) -> String {
-    p.file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }

@@ -142,6 +142,20 @@ impl MeasuredIdd {
         Ok(())
     }
 
+    /// Largest |measured − scale × `other`| from the surface to `up_to_mm`,
+    /// in % of the measured maximum; `other` is given at the measured
+    /// depths.
+    fn max_difference_percent(&self, other: &[f64], scale: f64, up_to_mm: f64) -> f64 {
+        let max = self.gy_mm2_per_mu.iter().copied().fold(0.0, f64::max);
+        self.depth_mm
+            .iter()
+            .zip(&self.gy_mm2_per_mu)
+            .zip(other)
+            .filter(|((d, _), _)| **d <= up_to_mm)
+            .map(|((_, a), b)| (a - b * scale).abs() / max * 100.0)
+            .fold(0.0, f64::max)
+    }
+
     /// The measurement as a depth curve (Gy·mm² per MU; values below zero,
     /// noise, set to zero).
     fn curve(&self) -> Result<DepthCurve> {
@@ -579,14 +593,7 @@ fn fit_energy(
         .iter()
         .map(|&d| physics.idd.at(d) * protons_per_mu)
         .collect();
-    let max = m.gy_mm2_per_mu.iter().copied().fold(0.0, f64::max);
-    let model_max_residual_percent = depths
-        .iter()
-        .zip(&m.gy_mm2_per_mu)
-        .zip(&model_per_mu)
-        .filter(|((d, _), _)| **d <= r80)
-        .map(|((_, a), b)| (a - b).abs() / max * 100.0)
-        .fold(0.0, f64::max);
+    let model_max_residual_percent = m.max_difference_percent(&model_per_mu, 1.0, r80);
     let idd = DepthCurve::new(
         &format!("commissioned {e} MeV idd"),
         depths.clone(),
@@ -681,20 +688,13 @@ pub fn commission(data: &BeamData) -> Result<Commissioned> {
             .map(|&d| interpolated.idd.at(d) * interpolated.protons_per_mu)
             .collect();
         let curve = DepthCurve::new("interpolated", m.depth_mm.clone(), per_mu.clone())?;
-        let max = m.gy_mm2_per_mu.iter().copied().fold(0.0, f64::max);
         let r80 = fits[i].r80_mm;
-        let worst = |scale: f64| {
-            m.depth_mm
-                .iter()
-                .zip(&m.gy_mm2_per_mu)
-                .zip(&per_mu)
-                .filter(|((d, _), _)| **d <= r80)
-                .map(|((_, a), b)| (a - b * scale).abs() / max * 100.0)
-                .fold(0.0, f64::max)
-        };
-        let max_difference_percent = worst(1.0);
-        let max_shape_difference_percent =
-            worst(fits[i].protons_per_mu / interpolated.protons_per_mu);
+        let max_difference_percent = m.max_difference_percent(&per_mu, 1.0, r80);
+        let max_shape_difference_percent = m.max_difference_percent(
+            &per_mu,
+            fits[i].protons_per_mu / interpolated.protons_per_mu,
+            r80,
+        );
         leave_one_out.push(LeaveOneOut {
             energy_mev: m.energy_mev,
             r80_difference_mm: curve.distal_depth_at(0.8) - r80,
