@@ -70,8 +70,8 @@ enum Command {
         /// Search resolution, as a fraction of the DTA (the lattice step; the smallest box of the continuous search).
         #[arg(long, default_value_t = 0.1)]
         step: f64,
-        /// Search: lattice (GPU and CPU) or continuous (the minimum of the interpolated dose; CPU only).
-        #[arg(long, default_value = "lattice")]
+        /// Search: continuous (the minimum of the interpolated dose, default) or lattice (the search of pymedphys); both on CPU and GPU.
+        #[arg(long, default_value = "continuous")]
         search: String,
         /// Print JSON instead of a table.
         #[arg(long)]

@@ -141,7 +141,7 @@ impl PyGammaResult {
 /// Gamma index of `evaluated` against `reference` (Low et al. 1998), on the
 /// reference grid: the native part of `isodose.gamma` (parameters there).
 #[pyfunction]
-#[pyo3(signature = (reference, evaluated, dose_percent = 3.0, dta_mm = 3.0, cutoff_percent = 10.0, local = false, backend = "auto", max_gamma = 2.0, search_step = 0.1, normalisation_gy = None, progress = None, search = "lattice"))]
+#[pyo3(signature = (reference, evaluated, dose_percent = 3.0, dta_mm = 3.0, cutoff_percent = 10.0, local = false, backend = "auto", max_gamma = 2.0, search_step = 0.1, normalisation_gy = None, progress = None, search = "continuous"))]
 #[allow(clippy::too_many_arguments)]
 pub fn gamma(
     py: Python<'_>,

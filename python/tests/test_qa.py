@@ -81,8 +81,8 @@ def test_linear_gradient_beyond_the_criterion_fails():
     grid, _, (z, y, x) = cube_grid(20, 2.0)
     ref = 5.0 + 0.05 * x
     ev = 5.0 + 0.05 * (x - 8.0)  # γ = 0.4 / sqrt(0.15² + 0.15²) = 1.886
-    # a coarser lattice (Δd/4; the off-lattice refinement still finds the
-    # minimum) keeps this search of failing points short
+    # a coarser resolution (Δd/4; the continuous search still finds the
+    # minimum of the interpolant) keeps this search of failing points short
     result = isodose.gamma(
         isodose.Dose(ref, grid), isodose.Dose(ev, grid), 3.0, 3.0, cutoff_percent=0.0, normalisation_gy=5.0, search_step=0.25
     )
@@ -109,10 +109,11 @@ def test_pass_rate_agrees_with_pymedphys(shift_mm, scale, dose_percent, dta_mm):
     pymedphys = require("pymedphys")
     grid, c, zyx = cube_grid(40, 2.5)
     ref, ev = bumps(zyx), bumps(zyx, shift_mm, scale)
-    ours = isodose.gamma(isodose.Dose(ref, grid), isodose.Dose(ev, grid), dose_percent, dta_mm, cutoff_percent=10.0)
-    continuous = isodose.gamma(
-        isodose.Dose(ref, grid), isodose.Dose(ev, grid), dose_percent, dta_mm, cutoff_percent=10.0, search="continuous"
+    ours = isodose.gamma(
+        isodose.Dose(ref, grid), isodose.Dose(ev, grid), dose_percent, dta_mm, cutoff_percent=10.0, search="lattice"
     )
+    # the default search
+    continuous = isodose.gamma(isodose.Dose(ref, grid), isodose.Dose(ev, grid), dose_percent, dta_mm, cutoff_percent=10.0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         theirs = pymedphys.gamma(

@@ -294,12 +294,12 @@ impl Engine {
 
 impl Engine {
     /// The gamma index of `evaluated` against `reference` (see
-    /// [`crate::qa::gamma`]) on this engine's backend. The GPU kernel is the
-    /// WGSL port of the CPU's lattice search (f32 instead of f64); the
-    /// continuous search ([`crate::qa::GammaSearch::Continuous`]) runs on the
-    /// CPU under `Auto` and is an error under `Gpu`. With `Auto`, a GPU
-    /// failure falls back to the CPU with a message on stderr; with `Gpu` it
-    /// is an error.
+    /// [`crate::qa::gamma`]) on this engine's backend. Both searches have a
+    /// GPU kernel, the WGSL port of the CPU's search in f32
+    /// (`shaders/gamma_continuous.wgsl` for the default continuous search,
+    /// `shaders/gamma.wgsl` for the lattice). With `Auto`, a GPU failure
+    /// falls back to the CPU with a message on stderr; with `Gpu` it is an
+    /// error.
     pub fn gamma<'a>(
         &self,
         reference: impl Into<crate::DoseView<'a>>,
@@ -309,23 +309,15 @@ impl Engine {
         use crate::qa::gamma as g;
         let (reference, evaluated) = (reference.into(), evaluated.into());
         let setup = g::setup(reference, evaluated, criteria)?;
-        // the continuous search has a CPU kernel only
-        let has_gpu_kernel = criteria.search == g::GammaSearch::Lattice;
-        if !has_gpu_kernel && self.choice == BackendChoice::Gpu {
-            return Err(DoseError::BackendUnavailable {
-                reason: "the continuous gamma search runs on the CPU only; choose the lattice search for the GPU, or the CPU or auto backend".into(),
-            });
-        }
         #[cfg(feature = "gpu")]
-        if has_gpu_kernel
-            && let Some((values, ran)) =
-                self.on_gpu(100.0 * reference.grid().len() as f64, "gamma", |ctx| {
-                    let planes = reference.grid().nz() as u64;
-                    self.progress.report("gamma", 0, planes)?;
-                    let values = gpu::gamma::gamma_grid(ctx, reference, evaluated, &setup)?;
-                    self.progress.report("gamma", planes, planes)?;
-                    Ok(values)
-                })?
+        if let Some((values, ran)) =
+            self.on_gpu(100.0 * reference.grid().len() as f64, "gamma", |ctx| {
+                let planes = reference.grid().nz() as u64;
+                self.progress.report("gamma", 0, planes)?;
+                let values = gpu::gamma::gamma_grid(ctx, reference, evaluated, &setup)?;
+                self.progress.report("gamma", planes, planes)?;
+                Ok(values)
+            })?
         {
             return g::finish(reference, values, setup, ran);
         }

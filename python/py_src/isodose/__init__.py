@@ -239,7 +239,7 @@ def gamma(
     search_step: float = 0.1,
     normalisation_gy: Optional[float] = None,
     progress: ProgressArg = None,
-    search: str = "lattice",
+    search: str = "continuous",
 ) -> GammaResult:
     """3D gamma index of ``evaluated`` against ``reference`` (Low et al., Med
     Phys 25:656 (1998)), on the reference grid.
@@ -280,12 +280,13 @@ def gamma(
     progress : None, bool, tqdm bar or callable
         True: a new tqdm bar; a tqdm bar: reused for each stage; a callable: called as ``progress("gamma", done,
         total)`` between batches of reference planes.
-    search : {"lattice", "continuous"}
-        "lattice" (default, CPU and GPU): the search of pymedphys
-        (``interp_fraction`` = 1/``search_step``). "continuous" (CPU only):
-        the minimum over all positions of the trilinear interpolant, cell by
-        cell, never worse than the lattice and several times faster;
-        ``backend="gpu"`` with it is an error.
+    search : {"continuous", "lattice"}
+        "continuous" (default, CPU and GPU): the minimum over all positions
+        of the trilinear interpolant of ``evaluated``, cell by cell (bounds
+        prune the cells, a cell is split until the bound is within
+        ``search_step`` x dta), never worse than the lattice and several
+        times faster. "lattice" (CPU and GPU): the search of pymedphys
+        (``interp_fraction`` = 1/``search_step``), for comparison with it.
 
     Returns
     -------

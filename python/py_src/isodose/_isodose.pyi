@@ -313,7 +313,7 @@ def gamma(
     search_step: float = 0.1,
     normalisation_gy: Optional[float] = None,
     progress: _Progress = None,
-    search: str = "lattice",
+    search: str = "continuous",
 ) -> GammaResult:
     """backend: "cpu" (f64 reference), "gpu" (WGSL port, f32; GpuError without
     an adapter) or "auto" (a hardware GPU when present and the grid has at

@@ -1,5 +1,8 @@
-//! Host side of `shaders/gamma.wgsl`: the search offsets, slabs of reference
-//! planes with the evaluated planes they can reach, dispatch and read-back.
+//! Host side of `shaders/gamma.wgsl` (lattice search) and
+//! `shaders/gamma_continuous.wgsl` (continuous search): the search offsets,
+//! slabs of reference planes with the evaluated planes they can reach,
+//! dispatch and read-back. Both kernels share their parameters and bindings
+//! (the continuous one has no offsets).
 
 use ndarray::Array3;
 use wgpu::util::DeviceExt;
@@ -10,11 +13,12 @@ use super::{GpuContext, WORKGROUP_SIZE, dispatch_grid, gpu_error, read_back};
 use crate::error::{DoseError, Result};
 use crate::grid::DoseView;
 use crate::qa::gamma::{
-    FD_STEP, GN_HALVINGS, GN_ITERATIONS, GammaSetup, REFINE_LEVELS, REFINE_MOVES,
+    FD_STEP, GN_HALVINGS, GN_ITERATIONS, GammaSearch, GammaSetup, REFINE_LEVELS, REFINE_MOVES,
 };
 
-/// γ of every reference voxel on the GPU, with the CPU kernel's conventions
-/// (NaN not evaluated, +∞ no evaluated dose within reach).
+/// γ of every reference voxel on the GPU with the criteria's search, with
+/// the CPU kernel's conventions (NaN not evaluated, +∞ no evaluated dose
+/// within reach).
 pub(crate) fn gamma_grid(
     ctx: &GpuContext,
     reference: DoseView<'_>,
@@ -105,7 +109,12 @@ fn gamma_slabs(
     let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
     let offsets_buf = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
         label: Some("gamma offsets"),
-        contents: bytemuck::cast_slice(&offsets),
+        // (one unused entry for the continuous search, which has no offsets)
+        contents: bytemuck::cast_slice(if offsets.is_empty() {
+            &[[0f32; 4]][..]
+        } else {
+            &offsets[..]
+        }),
         usage: wgpu::BufferUsages::STORAGE,
     });
     let params_buf = device.create_buffer(&wgpu::BufferDescriptor {
@@ -157,19 +166,22 @@ fn gamma_slabs(
         slab_bytes,
         wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
     );
-    let layout = ctx.gamma.get_bind_group_layout(0);
-    let group = bind_group(
-        device,
-        "gamma",
-        &layout,
-        &[
-            (0, &params_buf),
-            (1, &offsets_buf),
-            (2, &ref_buf),
-            (3, &eval_buf),
-            (4, &out_buf),
-        ],
-    );
+    let (pipeline, offsets_binding) = match s.criteria.search {
+        GammaSearch::Lattice => (&ctx.gamma, Some((1, &offsets_buf))),
+        GammaSearch::Continuous => (&ctx.gamma_continuous, None),
+    };
+    let layout = pipeline.get_bind_group_layout(0);
+    let buffers: Vec<(u32, &wgpu::Buffer)> = [
+        Some((0, &params_buf)),
+        offsets_binding,
+        Some((2, &ref_buf)),
+        Some((3, &eval_buf)),
+        Some((4, &out_buf)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let group = bind_group(device, "gamma", &layout, &buffers);
     let c = &s.criteria;
     let mut out = vec![0f32; rg.len()];
     let mut k0 = 0;
@@ -231,7 +243,7 @@ fn gamma_slabs(
         let e0 = elo * enx * eny;
         let e1 = (ehi + 1) * enx * eny;
         q.write_buffer(&eval_buf, 0, bytemuck::cast_slice(&eval_flat[e0..e1]));
-        ctx.dispatch("gamma", &ctx.gamma, &group, (gx, gy));
+        ctx.dispatch("gamma", pipeline, &group, (gx, gy));
         let bytes = (count * 4) as u64;
         ctx.copy("gamma read-back", &[(&out_buf, 0, &read_buf, 0, bytes)]);
         read_back(ctx, &read_buf, bytes, |view| {

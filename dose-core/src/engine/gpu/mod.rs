@@ -17,8 +17,11 @@ use crate::error::{DoseError, Result};
 /// The WGSL source of the TG-43 kernel.
 pub const TG43_DOSE_WGSL: &str = include_str!("../../../../shaders/tg43_dose.wgsl");
 
-/// The WGSL source of the gamma-index kernel.
+/// The WGSL source of the gamma-index kernel with the lattice search.
 pub const GAMMA_WGSL: &str = include_str!("../../../../shaders/gamma.wgsl");
+
+/// The WGSL source of the gamma-index kernel with the continuous search.
+pub const GAMMA_CONTINUOUS_WGSL: &str = include_str!("../../../../shaders/gamma_continuous.wgsl");
 
 /// The WGSL source of the proton PBS forward-dose kernel.
 pub const PBS_DOSE_WGSL: &str = include_str!("../../../../shaders/pbs_dose.wgsl");
@@ -39,6 +42,7 @@ pub const DVH_HISTOGRAM_WGSL: &str = include_str!("../../../../shaders/dvh_histo
 pub const SHADERS: &[(&str, &str)] = &[
     ("tg43_dose.wgsl", TG43_DOSE_WGSL),
     ("gamma.wgsl", GAMMA_WGSL),
+    ("gamma_continuous.wgsl", GAMMA_CONTINUOUS_WGSL),
     ("pbs_dose.wgsl", PBS_DOSE_WGSL),
     ("pbs_dose.wgsl + pbs_dij.wgsl", PBS_DIJ_WGSL),
     ("dvh_histogram.wgsl", DVH_HISTOGRAM_WGSL),
@@ -131,6 +135,7 @@ pub struct GpuContext {
     limits: wgpu::Limits,
     tg43: wgpu::ComputePipeline,
     gamma: wgpu::ComputePipeline,
+    gamma_continuous: wgpu::ComputePipeline,
     pbs_dose: wgpu::ComputePipeline,
     dij_count: wgpu::ComputePipeline,
     dij_fill: wgpu::ComputePipeline,
@@ -224,6 +229,7 @@ impl GpuContext {
         .map_err(|e| gpu_error(format!("cannot open {}: {e}", info.name)))?;
         let tg43 = pipeline(&device, "tg43_dose", TG43_DOSE_WGSL)?;
         let gamma = pipeline(&device, "gamma", GAMMA_WGSL)?;
+        let gamma_continuous = pipeline(&device, "gamma_continuous", GAMMA_CONTINUOUS_WGSL)?;
         let pbs_dose = pipeline(&device, "pbs_dose", PBS_DOSE_WGSL)?;
         let [dij_count, dij_fill]: [wgpu::ComputePipeline; 2] =
             pipelines(&device, "pbs_dij", PBS_DIJ_WGSL, &["dij_count", "dij_fill"])?
@@ -237,6 +243,7 @@ impl GpuContext {
             limits,
             tg43,
             gamma,
+            gamma_continuous,
             pbs_dose,
             dij_count,
             dij_fill,

@@ -15,21 +15,24 @@
 //! agree. The two grids may differ in spacing, origin and size (both are
 //! axis-aligned in the patient system).
 //!
-//! **Search** ([`GammaSearch`]). The default, [`GammaSearch::Lattice`]
-//! (module `lattice`), is the search of most gamma tools (pymedphys'
-//! `interp_fraction` = 1/`search_step`): offsets on a cubic lattice of step
-//! `search_step` × Δd, visited in increasing |**r**| until |**r**|/Δd
-//! reaches the smallest γ found (the exact lattice minimum), then refined
-//! off the lattice. [`GammaSearch::Continuous`] (module `cells`, CPU only)
-//! minimises over all positions within `max_gamma` × Δd of the trilinear
-//! interpolant: cells of the evaluated grid are visited by increasing
-//! distance, skipped when a bound from their corner doses proves they
-//! cannot do better, and minimised by projected Gauss-Newton on the exact
-//! trilinear formula, with a branch and bound down to `search_step` × Δd
-//! where a cell is not convex. A region counts as holding nothing better
+//! **Search** ([`GammaSearch`]). The default, [`GammaSearch::Continuous`]
+//! (module `cells`), minimises over all positions within `max_gamma` × Δd of
+//! the trilinear interpolant: cells of the evaluated grid are visited by
+//! increasing distance, skipped when a bound from their corner doses proves
+//! they cannot do better, and minimised by projected Gauss-Newton on the
+//! exact trilinear formula, with a branch and bound down to `search_step` ×
+//! Δd where a cell is not convex. A region counts as holding nothing better
 //! once a bound proves it within 10⁻⁶ of the best γ (absolute) or 5 × 10⁻⁷
-//! (relative), whichever is larger. It is never worse than the lattice by
-//! more than 1e-3 (tested, also on noisy doses) and several times faster.
+//! (relative), whichever is larger. It is the default because it is both
+//! exact (no lattice error: never worse than the lattice by more than 1e-3,
+//! tested, also on noisy doses) and the fastest search on the CPU (about ten
+//! times the lattice's speed on the benchmark cases, BENCHMARKS.md); its GPU
+//! kernel is `shaders/gamma_continuous.wgsl`. [`GammaSearch::Lattice`]
+//! (module `lattice`) is the search of most gamma tools (pymedphys'
+//! `interp_fraction` = 1/`search_step`), kept for comparison with them:
+//! offsets on a cubic lattice of step `search_step` × Δd, visited in
+//! increasing |**r**| until |**r**|/Δd reaches the smallest γ found (the
+//! exact lattice minimum), then refined off the lattice.
 //! γ is capped at `max_gamma`: a stored value of `max_gamma` means "at
 //! least `max_gamma`".
 //!
@@ -61,12 +64,13 @@ use crate::grid::{DoseView, Volume};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum GammaSearch {
     /// The minimum of the trilinear interpolant over every position within
-    /// `max_gamma` × Δd, cell by cell (no lattice, so no lattice error).
+    /// `max_gamma` × Δd, cell by cell (no lattice, so no lattice error; the
+    /// default: exact and the fastest on the CPU).
+    #[default]
     Continuous,
     /// A cubic lattice of step `search_step` × Δd, then an off-lattice
-    /// refinement (the search of pymedphys and most gamma tools; the
-    /// default, and the one with a GPU kernel).
-    #[default]
+    /// refinement (the search of pymedphys and most gamma tools, for
+    /// comparison with them).
     Lattice,
 }
 
@@ -110,7 +114,7 @@ pub struct GammaCriteria {
     pub local: bool,
     /// Largest γ searched for; higher values are reported as `max_gamma`.
     pub max_gamma: f64,
-    /// The search: on a lattice (default) or continuous.
+    /// The search: continuous (default) or on a lattice.
     pub search: GammaSearch,
     /// Search resolution as a fraction of the DTA (0.1 = Δd/10): the
     /// lattice step of [`GammaSearch::Lattice`]; the smallest box the
@@ -122,7 +126,8 @@ pub struct GammaCriteria {
 
 impl GammaCriteria {
     /// Criteria `dose_percent` %/`dta_mm` mm, global, with a 10 % low-dose
-    /// cut-off, γ searched up to 2, lattice search of step Δd/10.
+    /// cut-off, γ searched up to 2, continuous search to a resolution of
+    /// Δd/10.
     pub fn new(dose_percent: f64, dta_mm: f64) -> Self {
         Self {
             dose_percent,
@@ -130,7 +135,7 @@ impl GammaCriteria {
             cutoff_percent: 10.0,
             local: false,
             max_gamma: 2.0,
-            search: GammaSearch::Lattice,
+            search: GammaSearch::Continuous,
             search_step: 0.1,
             normalisation_gy: None,
         }
