@@ -39,7 +39,12 @@ fn bench_gamma(c: &mut Criterion) {
     let grid = Grid3::new([100, 128, 128], [2.0; 3], [-127.0, -127.0, -99.0]).expect("grid");
     let reference = dose(&grid, 0.0, 1.0);
     let evaluated = dose(&grid, 1.0, 1.01);
-    let criteria = GammaCriteria::new(2.0, 2.0);
+    // the default search is the continuous one; the lattice (pymedphys's
+    // search) is timed for comparison
+    let criteria = GammaCriteria {
+        search: GammaSearch::Lattice,
+        ..GammaCriteria::new(2.0, 2.0)
+    };
     let mut group = c.benchmark_group("gamma_2pct_2mm_128x128x100");
     group.sample_size(10);
     group.throughput(Throughput::Elements(grid.len() as u64));
@@ -50,13 +55,11 @@ fn bench_gamma(c: &mut Criterion) {
         r.evaluated_count(),
         100.0 * r.pass_rate()
     );
-    group.bench_function(BenchmarkId::new("cpu", "global"), |b| {
+    group.bench_function(BenchmarkId::new("cpu", "global lattice"), |b| {
         b.iter(|| black_box(cpu.gamma(&reference, &evaluated, &criteria).expect("gamma")))
     });
-    let continuous = GammaCriteria {
-        search: GammaSearch::Continuous,
-        ..criteria.clone()
-    };
+    let continuous = GammaCriteria::new(2.0, 2.0);
+    assert_eq!(continuous.search, GammaSearch::Continuous);
     let r = cpu
         .gamma(&reference, &evaluated, &continuous)
         .expect("gamma");
@@ -75,8 +78,16 @@ fn bench_gamma(c: &mut Criterion) {
     });
     if let Ok(gpu) = Engine::new(BackendChoice::Gpu) {
         println!("gpu backend: {}", gpu.backend());
-        group.bench_function(BenchmarkId::new("gpu", "global"), |b| {
+        group.bench_function(BenchmarkId::new("gpu", "global lattice"), |b| {
             b.iter(|| black_box(gpu.gamma(&reference, &evaluated, &criteria).expect("gamma")))
+        });
+        group.bench_function(BenchmarkId::new("gpu", "global continuous"), |b| {
+            b.iter(|| {
+                black_box(
+                    gpu.gamma(&reference, &evaluated, &continuous)
+                        .expect("gamma"),
+                )
+            })
         });
     }
     group.finish();
