@@ -297,9 +297,12 @@ impl Engine {
     /// [`crate::qa::gamma`]) on this engine's backend. Both searches have a
     /// GPU kernel, the WGSL port of the CPU's search in f32
     /// (`shaders/gamma_continuous.wgsl` for the default continuous search,
-    /// `shaders/gamma.wgsl` for the lattice). With `Auto`, a GPU failure
-    /// falls back to the CPU with a message on stderr; with `Gpu` it is an
-    /// error.
+    /// `shaders/gamma.wgsl` for the lattice). With `Auto`, the continuous
+    /// search runs on the CPU (its GPU kernel is validated only for reaches
+    /// of up to 4 evaluated voxels, and only on lavapipe: `Gpu` runs it
+    /// there, and refuses longer reaches with an error), the lattice on a
+    /// GPU when the problem is large enough, and a GPU failure falls back to
+    /// the CPU with a message on stderr; with `Gpu` a failure is an error.
     pub fn gamma<'a>(
         &self,
         reference: impl Into<crate::DoseView<'a>>,
@@ -309,15 +312,22 @@ impl Engine {
         use crate::qa::gamma as g;
         let (reference, evaluated) = (reference.into(), evaluated.into());
         let setup = g::setup(reference, evaluated, criteria)?;
+        // the continuous search runs on the GPU only when asked for: its
+        // kernel is validated on lavapipe within a reach of
+        // GPU_CONTINUOUS_MAX_REACH_VOXELS only, and the CPU's is fast
         #[cfg(feature = "gpu")]
-        if let Some((values, ran)) =
-            self.on_gpu(100.0 * reference.grid().len() as f64, "gamma", |ctx| {
-                let planes = reference.grid().nz() as u64;
-                self.progress.report("gamma", 0, planes)?;
-                let values = gpu::gamma::gamma_grid(ctx, reference, evaluated, &setup)?;
-                self.progress.report("gamma", planes, planes)?;
-                Ok(values)
-            })?
+        let gpu_allowed =
+            criteria.search == g::GammaSearch::Lattice || self.choice == BackendChoice::Gpu;
+        #[cfg(feature = "gpu")]
+        if gpu_allowed
+            && let Some((values, ran)) =
+                self.on_gpu(100.0 * reference.grid().len() as f64, "gamma", |ctx| {
+                    let planes = reference.grid().nz() as u64;
+                    self.progress.report("gamma", 0, planes)?;
+                    let values = gpu::gamma::gamma_grid(ctx, reference, evaluated, &setup)?;
+                    self.progress.report("gamma", planes, planes)?;
+                    Ok(values)
+                })?
         {
             return g::finish(reference, values, setup, ran);
         }
