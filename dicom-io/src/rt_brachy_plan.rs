@@ -49,7 +49,8 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use dicom_core::value::{DataSetSequence, PrimitiveValue};
+use chrono::{Duration, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
+use dicom_core::value::{DataSetSequence, PrimitiveValue, deserialize};
 use dicom_core::{DataElement, Tag, VR};
 use dicom_dictionary_std::{tags, uids};
 use dicom_object::mem::InMemElement;
@@ -81,48 +82,27 @@ const MAX_HALF_LIVES_FROM_REFERENCE: f64 = 20.0;
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 
-/// A calendar date and time as DICOM writes it (DA + TM), without time zone,
-/// to the microsecond.
+/// A calendar date and time as DICOM writes it (DA + TM), to the
+/// microsecond, with the object's offset from UTC when it states one
+/// (TimezoneOffsetFromUTC, 0008,0201).
 ///
 /// Used for SourceStrengthReferenceDate/Time and RTPlanDate/Time; differences
-/// are in days ([`PlanDateTime::days_since`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// are in days ([`PlanDateTime::days_since`]). DA and TM are parsed by
+/// dicom-rs (`dicom_core::value::deserialize`), the calendar (leap years,
+/// leap seconds, offsets) is chrono's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PlanDateTime {
-    /// Microseconds since 1970-01-01 00:00 (proleptic Gregorian calendar).
-    micros: i64,
-}
-
-/// Days from 1970-01-01 to a civil date (H. Hinnant's `days_from_civil`).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The civil date of a day count from 1970-01-01 (H. Hinnant's
-/// `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    /// The date and time as written (local time of the object).
+    local: NaiveDateTime,
+    /// The object's offset from UTC, if it gives one.
+    offset: Option<FixedOffset>,
 }
 
 impl PlanDateTime {
     /// The date `year`-`month`-`day` at `hour`:`minute`:`second` (seconds
-    /// may have a fraction, rounded to the microsecond). `None` for an
-    /// invalid calendar date or time of day (second 60 is allowed, for leap
-    /// seconds, as DICOM TM allows).
+    /// may have a fraction, rounded to the microsecond), without an offset
+    /// from UTC. `None` for an invalid calendar date or time of day (second
+    /// 60 is allowed, for leap seconds, as DICOM TM allows).
     pub fn new(
         year: i32,
         month: u32,
@@ -131,100 +111,148 @@ impl PlanDateTime {
         minute: u32,
         second: f64,
     ) -> Option<Self> {
-        let (y, m, d) = (i64::from(year), i64::from(month), i64::from(day));
-        let days = days_from_civil(y, m, d);
-        if !(1..=12).contains(&m) || civil_from_days(days) != (y, m, d) {
+        if !(0.0..61.0).contains(&second) {
             return None;
         }
-        if hour > 23 || minute > 59 || !(0.0..61.0).contains(&second) {
-            return None;
-        }
-        let micros_of_day = (i64::from(hour) * 3600 + i64::from(minute) * 60) * 1_000_000
-            + (second * 1e6).round() as i64;
+        let micros = (second * 1e6).round() as u32;
+        let time = leap_aware_time(hour, minute, micros / 1_000_000, micros % 1_000_000)?;
+        let date = NaiveDate::from_ymd_opt(year, month, day)?;
         Some(Self {
-            micros: days * MICROS_PER_DAY + micros_of_day,
+            local: date.and_time(time),
+            offset: None,
         })
     }
 
     /// Parses a DICOM date (DA, `YYYYMMDD`, or the old `YYYY.MM.DD`) and an
-    /// optional time (TM, `HH`, `HHMM`, `HHMMSS` or `HHMMSS.FFFFFF`; the old
-    /// `HH:MM:SS` too). No time means midnight. `None` if either is malformed.
+    /// optional time (TM, `HH`, `HHMM`, `HHMMSS` or `HHMMSS.F` to
+    /// `HHMMSS.FFFFFF`; the old `HH:MM:SS` too), without an offset from UTC.
+    /// No time means midnight, a partial time its earliest instant. `None` if
+    /// either is malformed, incomplete (a DA needs year, month and day) or
+    /// not a calendar date or time.
     pub fn parse(date: &str, time: Option<&str>) -> Option<Self> {
         let date: String = date.trim().chars().filter(|c| *c != '.').collect();
-        if date.len() != 8 || !date.bytes().all(|b| b.is_ascii_digit()) {
+        let (date, rest) = deserialize::parse_date_partial(date.as_bytes()).ok()?;
+        if !rest.is_empty() {
             return None;
         }
-        let year = date.get(0..4)?.parse().ok()?;
-        let month = date.get(4..6)?.parse().ok()?;
-        let day = date.get(6..8)?.parse().ok()?;
-        let (mut hour, mut minute, mut second) = (0, 0, 0.0);
-        if let Some(time) = time.map(str::trim).filter(|t| !t.is_empty()) {
-            let time: String = time.chars().filter(|c| *c != ':').collect();
-            let (whole, fraction) = match time.split_once('.') {
-                Some((w, f)) => (w, Some(f)),
-                None => (time.as_str(), None),
-            };
-            if !matches!(whole.len(), 2 | 4 | 6) || !whole.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            hour = whole.get(0..2)?.parse().ok()?;
-            minute = whole.get(2..4).map_or(Some(0), |s| s.parse().ok())?;
-            second = whole.get(4..6).map_or(Some(0.0), |s| s.parse().ok())?;
-            if let Some(f) = fraction {
-                if whole.len() != 6
-                    || f.is_empty()
-                    || f.len() > 6
-                    || !f.bytes().all(|b| b.is_ascii_digit())
-                {
+        let date = date.to_naive_date().ok()?;
+        let time = match time.map(str::trim).filter(|t| !t.is_empty()) {
+            None => NaiveTime::MIN,
+            Some(t) => {
+                let t: String = t.chars().filter(|c| *c != ':').collect();
+                let (tm, rest) = deserialize::parse_time_partial(t.as_bytes()).ok()?;
+                // a fraction needs HHMMSS before it and at most 6 digits
+                if !rest.is_empty() || (t.contains('.') && tm.second().is_none()) {
                     return None;
                 }
-                second += format!("0.{f}").parse::<f64>().ok()?;
+                let micros = tm.fraction_micro().unwrap_or(0);
+                leap_aware_time(
+                    u32::from(*tm.hour()),
+                    u32::from(tm.minute().copied().unwrap_or(0)),
+                    u32::from(tm.second().copied().unwrap_or(0)),
+                    micros,
+                )?
             }
-        }
-        Self::new(year, month, day, hour, minute, second)
+        };
+        Some(Self {
+            local: date.and_time(time),
+            offset: None,
+        })
     }
 
-    /// The current time of the system clock (UTC), to the second.
+    /// This date and time in an object whose TimezoneOffsetFromUTC
+    /// (0008,0201) is `offset` (`&ZZXX`: `+0100`, `-0500`...). `None` if
+    /// the offset is malformed or beyond DICOM's −12:00 to +14:00.
+    pub fn with_utc_offset(self, offset: &str) -> Option<Self> {
+        // the offset has the grammar of a DT's suffix: dicom-rs parses it
+        // after a year
+        let dt = deserialize::parse_datetime_partial(format!("2000{}", offset.trim()).as_bytes())
+            .ok()?;
+        let offset = *dt.time_zone()?;
+        Some(Self {
+            offset: Some(offset),
+            ..self
+        })
+    }
+
+    /// The offset from UTC this time was given with, if any.
+    pub fn utc_offset(&self) -> Option<FixedOffset> {
+        self.offset
+    }
+
+    /// The current time of the system clock (UTC), to the second, without
+    /// an offset (as DICOM writes a time without TimezoneOffsetFromUTC).
     pub fn now() -> Self {
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = chrono::Utc::now().naive_utc();
         Self {
-            micros: i64::try_from(secs).unwrap_or(0).saturating_mul(1_000_000),
+            local: now.with_nanosecond(0).unwrap_or(now),
+            offset: None,
         }
     }
 
-    /// Days from `earlier` to `self` (negative if `earlier` is later).
+    /// Days from `earlier` to `self` (negative if `earlier` is later): the
+    /// difference of the UTC instants when both have an offset from UTC,
+    /// else of the local times as written (the same frame, as within one
+    /// object).
     pub fn days_since(&self, earlier: &PlanDateTime) -> f64 {
-        (self.micros - earlier.micros) as f64 / MICROS_PER_DAY as f64
+        let delta = match (self.offset, earlier.offset) {
+            (Some(a), Some(b)) => {
+                (self.local - Duration::seconds(i64::from(a.local_minus_utc())))
+                    - (earlier.local - Duration::seconds(i64::from(b.local_minus_utc())))
+            }
+            _ => self.local - earlier.local,
+        };
+        match delta.num_microseconds() {
+            Some(us) => us as f64 / MICROS_PER_DAY as f64,
+            None => delta.num_seconds() as f64 / 86_400.0,
+        }
     }
 
-    /// This time moved by `days` (rounded to the microsecond).
+    /// This time moved by `days` (rounded to the microsecond), with the same
+    /// offset from UTC.
     pub fn plus_days(&self, days: f64) -> Self {
+        let step = Duration::microseconds((days * MICROS_PER_DAY as f64).round() as i64);
         Self {
-            micros: self
-                .micros
-                .saturating_add((days * MICROS_PER_DAY as f64).round() as i64),
+            local: self
+                .local
+                .checked_add_signed(step)
+                .unwrap_or(if days < 0.0 {
+                    NaiveDateTime::MIN
+                } else {
+                    NaiveDateTime::MAX
+                }),
+            offset: self.offset,
         }
     }
 
     /// The date as DICOM DA, `YYYYMMDD`.
     pub fn dicom_date(&self) -> String {
-        let (y, m, d) = civil_from_days(self.micros.div_euclid(MICROS_PER_DAY));
-        format!("{y:04}{m:02}{d:02}")
+        self.local.format("%Y%m%d").to_string()
     }
 
-    /// The time of day as DICOM TM, `HHMMSS.FFFFFF`.
+    /// The time of day as DICOM TM, `HHMMSS.FFFFFF` (second 60 for a leap
+    /// second).
     pub fn dicom_time(&self) -> String {
-        let us = self.micros.rem_euclid(MICROS_PER_DAY);
-        let s = us / 1_000_000;
-        format!(
-            "{:02}{:02}{:02}.{:06}",
-            s / 3600,
-            (s / 60) % 60,
-            s % 60,
-            us % 1_000_000
-        )
+        self.local.format("%H%M%S%.6f").to_string()
+    }
+
+    /// The offset from UTC as DICOM writes TimezoneOffsetFromUTC (`+0100`),
+    /// if this time has one.
+    pub fn dicom_utc_offset(&self) -> Option<String> {
+        self.offset.map(|o| {
+            let minutes = o.local_minus_utc() / 60;
+            let sign = if minutes < 0 { '-' } else { '+' };
+            format!("{sign}{:02}{:02}", minutes.abs() / 60, minutes.abs() % 60)
+        })
+    }
+}
+
+/// A time of day, second 60 (a leap second, which DICOM TM allows) as
+/// chrono represents it: second 59 with the fraction past 1 s.
+fn leap_aware_time(hour: u32, minute: u32, second: u32, micros: u32) -> Option<NaiveTime> {
+    match second {
+        60 => NaiveTime::from_hms_micro_opt(hour, minute, 59, 1_000_000 + micros),
+        _ => NaiveTime::from_hms_micro_opt(hour, minute, second, micros),
     }
 }
 
@@ -781,12 +809,14 @@ fn opt_vec3(a: &Attrs<'_>, obj: &InMemDicomObject, tag: Tag) -> Result<Option<[f
     }
 }
 
-/// An optional DA + TM pair.
+/// An optional DA + TM pair, in an object whose TimezoneOffsetFromUTC is
+/// `utc_offset` (already checked).
 fn opt_time(
     a: &Attrs<'_>,
     obj: &InMemDicomObject,
     date_tag: Tag,
     time_tag: Tag,
+    utc_offset: Option<&str>,
 ) -> Result<Option<PlanDateTime>> {
     let Some(date) = a.text(obj, date_tag) else {
         return Ok(None);
@@ -796,7 +826,7 @@ fn opt_time(
         return Err(a.bad(date_tag, date, "not a DICOM date (YYYYMMDD)"));
     }
     PlanDateTime::parse(&date, time.as_deref())
-        .map(Some)
+        .map(|t| Some(utc_offset.and_then(|o| t.with_utc_offset(o)).unwrap_or(t)))
         .ok_or_else(|| {
             a.bad(
                 time_tag,
@@ -947,6 +977,19 @@ pub fn read_brachy_plan(path: impl AsRef<Path>) -> Result<BrachyPlan> {
         }
         return Err(a.missing(tags::SOURCE_SEQUENCE));
     }
+    // TimezoneOffsetFromUTC applies to every DA/TM of the object
+    let utc_offset = a.text(obj, tags::TIMEZONE_OFFSET_FROM_UTC);
+    if let Some(o) = &utc_offset
+        && PlanDateTime::new(2000, 1, 1, 0, 0, 0.0)
+            .and_then(|t| t.with_utc_offset(o))
+            .is_none()
+    {
+        return Err(a.bad(
+            tags::TIMEZONE_OFFSET_FROM_UTC,
+            o.clone(),
+            "not a DICOM offset from UTC (&ZZXX, from -1200 to +1400)",
+        ));
+    }
     let mut sources: Vec<BrachySource> = Vec::new();
     for item in source_items {
         let number = a.i64(item, tags::SOURCE_NUMBER)?;
@@ -995,6 +1038,7 @@ pub fn read_brachy_plan(path: impl AsRef<Path>) -> Result<BrachyPlan> {
                 item,
                 tags::SOURCE_STRENGTH_REFERENCE_DATE,
                 tags::SOURCE_STRENGTH_REFERENCE_TIME,
+                utc_offset.as_deref(),
             )?,
             manufacturer: a.text(item, tags::SOURCE_MANUFACTURER),
             model_id: a.text(item, tags::SOURCE_MODEL_ID),
@@ -1139,7 +1183,13 @@ pub fn read_brachy_plan(path: impl AsRef<Path>) -> Result<BrachyPlan> {
         path: path.to_owned(),
         sop_instance_uid: a.text(obj, tags::SOP_INSTANCE_UID),
         label: a.text(obj, tags::RT_PLAN_LABEL).unwrap_or_default(),
-        plan_time: opt_time(&a, obj, tags::RT_PLAN_DATE, tags::RT_PLAN_TIME)?,
+        plan_time: opt_time(
+            &a,
+            obj,
+            tags::RT_PLAN_DATE,
+            tags::RT_PLAN_TIME,
+            utc_offset.as_deref(),
+        )?,
         frame_of_reference_uid: a.text(obj, tags::FRAME_OF_REFERENCE_UID),
         referenced_structure_set_uid,
         technique,
@@ -1450,6 +1500,11 @@ pub fn write_brachy_plan(
             ])],
         ));
     }
+    // the reference's offset from UTC, when it has one, holds for every
+    // DA/TM of the object
+    if let Some(offset) = reference.dicom_utc_offset() {
+        obj.put(text(tags::TIMEZONE_OFFSET_FROM_UTC, VR::SH, &offset));
+    }
     let file = obj
         .with_meta(FileMetaTableBuilder::new().transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN))
         .map_err(|e| DicomIoError::Inconsistent {
@@ -1469,14 +1524,77 @@ mod tests {
     use super::*;
 
     #[test]
-    fn civil_days_match_known_dates() {
-        // 2000-03-01 is day 11017 after 1970-01-01 (30 years incl. 7 leap days + Jan/Feb 2000)
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        assert_eq!(civil_from_days(11_017), (2000, 3, 1));
-        assert_eq!(days_from_civil(1969, 12, 31), -1);
+    fn calendar_dates_and_leap_years() {
+        // 2000-03-01 is day 11017 after 1970-01-01 (30 years with 7 leap days)
+        let epoch = PlanDateTime::new(1970, 1, 1, 0, 0, 0.0).unwrap();
+        let t = PlanDateTime::new(2000, 3, 1, 0, 0, 0.0).unwrap();
+        assert_eq!(t.days_since(&epoch), 11_017.0);
+        assert_eq!(epoch.plus_days(11_017.0), t);
+        assert_eq!(epoch.plus_days(-1.0).dicom_date(), "19691231");
         assert!(PlanDateTime::new(2023, 2, 29, 0, 0, 0.0).is_none());
         assert!(PlanDateTime::new(2024, 2, 29, 0, 0, 0.0).is_some());
+        // century rules: 1900 is not a leap year, 2000 is
+        assert!(PlanDateTime::new(1900, 2, 29, 0, 0, 0.0).is_none());
+        assert!(PlanDateTime::parse("20000229", None).is_some());
+        assert!(PlanDateTime::parse("19000229", None).is_none());
+    }
+
+    #[test]
+    fn offsets_from_utc_shift_intervals_between_objects() {
+        // the same local time in +0100 and -0500 is 6 h apart in UTC
+        let t = PlanDateTime::parse("20240310", Some("120000")).unwrap();
+        let paris = t.with_utc_offset("+0100").unwrap();
+        let new_york = t.with_utc_offset("-0500").unwrap();
+        assert_eq!(paris.days_since(&new_york), -0.25);
+        assert_eq!(new_york.days_since(&paris), 0.25);
+        assert_eq!(paris.dicom_utc_offset().as_deref(), Some("+0100"));
+        assert_eq!(new_york.dicom_utc_offset().as_deref(), Some("-0500"));
+        // without an offset on either side, local times as written
+        assert_eq!(paris.days_since(&t), 0.0);
+        assert_eq!(t.dicom_utc_offset(), None);
+        // DICOM's range is -1200 to +1400; anything else is malformed
+        assert!(t.with_utc_offset("+1400").is_some());
+        for bad in ["+1500", "-1300", "0100", "+01", "+01:00", "UTC"] {
+            assert!(t.with_utc_offset(bad).is_none(), "{bad}");
+        }
+        // moving a time keeps its offset
+        assert_eq!(paris.plus_days(1.5).utc_offset(), paris.utc_offset());
+    }
+
+    #[test]
+    fn partial_times_and_leap_seconds() {
+        // TM may stop after the hour or the minute, and have 1-6 fraction digits
+        let at = |tm: &str| PlanDateTime::parse("20240101", Some(tm)).map(|t| t.dicom_time());
+        assert_eq!(at("07").as_deref(), Some("070000.000000"));
+        assert_eq!(at("0730").as_deref(), Some("073000.000000"));
+        assert_eq!(at("073015.5").as_deref(), Some("073015.500000"));
+        assert_eq!(at("073015.123456").as_deref(), Some("073015.123456"));
+        for bad in [
+            "073015.1234567",
+            "0730.5",
+            "07.5",
+            "073015.",
+            "7",
+            "0760",
+            "2400",
+            "07301",
+        ] {
+            assert_eq!(at(bad), None, "{bad}");
+        }
+        // a DA needs the day: partial dates are for DT and queries
+        assert!(PlanDateTime::parse("202401", None).is_none());
+        assert!(PlanDateTime::parse("2024", None).is_none());
+        // second 60, a leap second: the next minute is 1 s later
+        let leap = PlanDateTime::parse("20161231", Some("235960")).unwrap();
+        assert_eq!(leap.dicom_time(), "235960.000000");
+        let before = PlanDateTime::parse("20161231", Some("235959")).unwrap();
+        let after = PlanDateTime::parse("20170101", Some("000000")).unwrap();
+        // (chrono counts the leap second as 23:59:59 + 1 s and the next
+        // midnight as no later: intervals stay within 1 s of the truth)
+        let s = |d: f64| d * 86_400.0;
+        assert_eq!(s(leap.days_since(&before)), 1.0);
+        assert!((0.0..=1.0).contains(&s(after.days_since(&leap))));
+        assert_eq!(s(after.days_since(&before)), 1.0);
     }
 
     #[test]

@@ -643,3 +643,45 @@ fn unusable_plans_are_errors_naming_the_tag() {
         "{err}"
     );
 }
+
+/// TimezoneOffsetFromUTC (0008,0201) holds for the plan's and the sources'
+/// dates: read onto both, written back with the source reference, and a
+/// malformed offset is an error naming the tag.
+#[test]
+fn utc_offsets_are_read_written_and_checked() {
+    let reference = PlanDateTime::new(2024, 5, 1, 9, 30, 0.0)
+        .unwrap()
+        .with_utc_offset("+0200")
+        .unwrap();
+    let context = BrachyPlanContext {
+        patient_id: "PHANTOM".into(),
+        source_reference: Some(reference),
+        ..BrachyPlanContext::default()
+    };
+    let implant = sample_implant(Technique::Permanent, 3.25);
+    let path = dir().join("utc_offset.dcm");
+    write_brachy_plan(&path, &implant, &context).unwrap();
+    let p = read_brachy_plan(&path).unwrap();
+    let plan_time = p.plan_time.unwrap();
+    assert_eq!(plan_time.dicom_utc_offset().as_deref(), Some("+0200"));
+    assert_eq!(p.sources[0].reference_time, Some(reference));
+    assert!((p.days_from_reference().unwrap() - 3.25).abs() < 1e-9);
+    // the same plan without the offset reads as before: no offset
+    let path = dir().join("no_offset.dcm");
+    let plain = BrachyPlanContext {
+        source_reference: PlanDateTime::new(2024, 5, 1, 9, 30, 0.0),
+        ..context.clone()
+    };
+    write_brachy_plan(&path, &implant, &plain).unwrap();
+    let p = read_brachy_plan(&path).unwrap();
+    assert_eq!(p.plan_time.unwrap().utc_offset(), None);
+    // a malformed offset
+    let src = || Src::i125(1, "0.5", "20240101");
+    let mut obj = plan("PERMANENT", "LDR", DATE, &[src()], one_seed());
+    obj.put(el(tags::TIMEZONE_OFFSET_FROM_UTC, VR::SH, "+2500"));
+    let err = message("bad_offset.dcm", obj);
+    assert!(
+        err.contains("(0008,0201) TimezoneOffsetFromUTC") && err.contains("+2500"),
+        "{err}"
+    );
+}
