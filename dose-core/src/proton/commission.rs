@@ -68,21 +68,16 @@ impl MeasuredIdd {
         };
         let mut depth_mm = Vec::new();
         let mut gy_mm2_per_mu = Vec::new();
-        for (n, line) in text.lines().enumerate().skip(1) {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let mut cols = line.split(',').map(str::trim);
-            let mut number = |what: &str| -> Result<f64> {
-                let c = cols.next().unwrap_or("");
+        for (line, record) in csv_records(text).map_err(|e| bad(e.to_string()))?.1 {
+            let number = |col: usize, what: &str| -> Result<f64> {
+                let c = record.get(col).unwrap_or("");
                 c.parse::<f64>()
                     .ok()
                     .filter(|v| v.is_finite())
-                    .ok_or_else(|| bad(format!("line {}: {what} {c:?} is not a number", n + 1)))
+                    .ok_or_else(|| bad(format!("line {line}: {what} {c:?} is not a number")))
             };
-            depth_mm.push(number("depth")?);
-            gy_mm2_per_mu.push(number("IDD")?);
+            depth_mm.push(number(0, "depth")?);
+            gy_mm2_per_mu.push(number(1, "IDD")?);
         }
         let m = Self {
             energy_mev,
@@ -188,17 +183,15 @@ pub fn spot_sizes_from_csv_str(text: &str, origin: &str) -> Result<Vec<SpotSizeM
         table: format!("spot sizes {origin}"),
         reason,
     };
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
-    let (_, header) = lines.next().ok_or_else(|| bad("empty file".into()))?;
-    let names: Vec<&str> = header.split(',').map(str::trim).collect();
+    let (names, records) = csv_records(text).map_err(|e| bad(e.to_string()))?;
+    if names.is_empty() {
+        return Err(bad("empty file".into()));
+    }
     let column = |name: &str| {
         names
             .iter()
             .position(|n| n.eq_ignore_ascii_case(name))
-            .ok_or_else(|| bad(format!("no column {name:?} in the header {header:?}")))
+            .ok_or_else(|| bad(format!("no column {name:?} in the header {names:?}")))
     };
     let idx = [
         column("nominal_energy_mev")?,
@@ -207,21 +200,19 @@ pub fn spot_sizes_from_csv_str(text: &str, origin: &str) -> Result<Vec<SpotSizeM
         column("sigma_y_mm")?,
     ];
     let mut out = Vec::new();
-    for (n, line) in lines {
-        let cols: Vec<&str> = line.split(',').map(str::trim).collect();
+    for (n, record) in records {
         let mut v = [0.0; 4];
         for (slot, &i) in v.iter_mut().zip(&idx) {
-            let c = cols.get(i).copied().unwrap_or("");
+            let c = record.get(i).unwrap_or("");
             *slot = c
                 .parse::<f64>()
                 .ok()
                 .filter(|x| x.is_finite())
-                .ok_or_else(|| bad(format!("line {}: {c:?} is not a number", n + 1)))?;
+                .ok_or_else(|| bad(format!("line {n}: {c:?} is not a number")))?;
         }
         if !(v[0] > 0.0 && v[2] > 0.0 && v[3] > 0.0) {
             return Err(bad(format!(
-                "line {}: energy and sigmas must be > 0, got {v:?}",
-                n + 1
+                "line {n}: energy and sigmas must be > 0, got {v:?}"
             )));
         }
         out.push(SpotSizeMeasurement {
@@ -713,6 +704,28 @@ pub fn commission(data: &BeamData) -> Result<Commissioned> {
     })
 }
 
+/// CSV rows with their 1-based line numbers.
+type NumberedRecords = Vec<(u64, csv::StringRecord)>;
+
+/// The header names and the records (with their 1-based line numbers) of a
+/// CSV text by the `csv` crate: `#` comment lines skipped, cells trimmed,
+/// rows of any length (extra columns are ignored by the callers).
+fn csv_records(text: &str) -> std::result::Result<(Vec<String>, NumberedRecords), csv::Error> {
+    let mut reader = csv::ReaderBuilder::new()
+        .comment(Some(b'#'))
+        .trim(csv::Trim::All)
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let names = reader.headers()?.iter().map(str::to_owned).collect();
+    let mut records = Vec::new();
+    for record in reader.records() {
+        let record = record?;
+        let line = record.position().map_or(0, csv::Position::line);
+        records.push((line, record));
+    }
+    Ok((names, records))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -764,6 +777,23 @@ mod tests {
         .unwrap();
         assert_eq!(s[0].energy_mev, 100.0);
         assert_eq!(s[0].sigma_y_mm, 6.0);
+        // what the csv crate reads that the hand-split lines did not:
+        // quoted header names, CRLF line ends, comment lines, and the line
+        // numbers of errors counted with them
+        let s = spot_sizes_from_csv_str(
+            "# spot sizes, 2026\r\n\"nominal_energy_mev\",\"z_mm\",sigma_x_mm,sigma_y_mm,note\r\n\
+             150,-200,4.5,4.75,\"iso, gantry 0\"\r\n",
+            "q.csv",
+        )
+        .unwrap();
+        assert_eq!((s[0].z_mm, s[0].sigma_x_mm), (-200.0, 4.5));
+        let e = spot_sizes_from_csv_str(
+            "# a comment\nnominal_energy_mev,z_mm,sigma_x_mm,sigma_y_mm\n150,0,4,4\n150,x,4,4\n",
+            "c.csv",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("line 4"), "{e}");
     }
 
     #[test]
