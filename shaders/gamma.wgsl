@@ -9,8 +9,9 @@
 // @binding(4) storage<read_write> gamma: array<f32> (this slab)
 //
 // Output codes: >= 0 is gamma (capped at max_gamma); -1 not evaluated (below
-// the cut-off); -2 no evaluated dose within reach. The host turns them into
-// NaN and +inf. Structs must match dose-core/src/engine/gpu/layout.rs.
+// the cut-off); -2 no evaluated dose within reach; -3 unfinished (a driver's
+// loop limit cut the search short: the host computes the point on the CPU).
+// The host turns -1 and -2 into NaN and +inf. Structs must match dose-core/src/engine/gpu/layout.rs.
 
 struct Params {
     ref_origin: vec4<f32>,        // x, y, z (mm) of the slab's first reference voxel
@@ -203,6 +204,25 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             }
             h = h * 0.5;
         }
+    }
+    // Lavapipe (Mesa's llvmpipe) ends every loop of an invocation, silently,
+    // once 65,535 loop iterations have run in all (LP_MAX_TGSI_LOOP_ITERATIONS
+    // in gallivm, shared by every loop of the shader and by the SIMD lanes
+    // run together): a search cut short that way would report too large a
+    // γ. This loop of two trips (a count the compiler cannot fold) then ends
+    // after one, and the point is reported unfinished (-3) for the host to
+    // compute on the CPU.
+    let probe_trips = 2u + u32(params.nx == 0u);
+    var trips = 0u;
+    loop {
+        trips = trips + 1u;
+        if (trips >= probe_trips) {
+            break;
+        }
+    }
+    if (trips < probe_trips) {
+        gamma[idx] = -3.0;
+        return;
     }
     gamma[idx] = min(sqrt(best), params.max_gamma);
 }

@@ -36,7 +36,8 @@
 // @binding(4) storage<read_write> gamma: array<f32> (this slab)
 //
 // Output codes: >= 0 is gamma (capped at max_gamma); -1 not evaluated (below
-// the cut-off); -2 no evaluated dose within reach. The host turns them into
+// the cut-off); -2 no evaluated dose within reach; -3 unfinished (the
+// driver's loop limit cut the search short: the host computes it). The host turns -1 and -2 into
 // NaN and +inf. Structs must match dose-core/src/engine/gpu/layout.rs.
 
 struct Params {
@@ -585,6 +586,25 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
                 minimise_cell(cc, sub, range, box_min);
             }
         }
+    }
+    // Lavapipe (Mesa's llvmpipe) ends every loop of an invocation, silently,
+    // once 65,535 loop iterations have run in all (LP_MAX_TGSI_LOOP_ITERATIONS
+    // in gallivm, shared by every loop of the shader and by the SIMD lanes
+    // run together): a search cut short that way would report too large a
+    // γ. This loop of two trips (a count the compiler cannot fold) then ends
+    // after one, and the point is reported unfinished (-3) for the host to
+    // compute on the CPU.
+    let probe_trips = 2u + u32(params.nx == 0u);
+    var trips = 0u;
+    loop {
+        trips = trips + 1u;
+        if (trips >= probe_trips) {
+            break;
+        }
+    }
+    if (trips < probe_trips) {
+        gamma[idx] = -3.0;
+        return;
     }
     if (best_g2 >= NONE) {
         gamma[idx] = -2.0;

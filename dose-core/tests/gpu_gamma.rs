@@ -231,32 +231,38 @@ fn gpu_reports_missing_evaluated_dose_like_the_cpu() {
     }
 }
 
-/// The GPU's continuous search refuses reaches beyond the 4 voxels it is
-/// validated for (with 12, 3 mm × 4 on 1 mm voxels, it missed minima at
-/// about 3 % of the points on lavapipe, cause not found): an error naming
-/// the reach, and under `Auto` the CPU computes it and says so. At 4 voxels
-/// it runs and equals the CPU.
+/// A long reach (3 mm DTA and γ up to 4 on 1 mm voxels: 12 voxels, up to 25³
+/// cells per point) and a dose that fails widely: searches long enough that
+/// lavapipe's limit of 65,535 loop iterations per invocation cuts some short
+/// (before the kernel reported them, 3 % of the points came back with too
+/// large a γ); those points are computed on the CPU, so every point equals
+/// the CPU's. Under `Auto` the continuous search runs on the CPU.
 #[test]
-fn gpu_continuous_search_refuses_reaches_it_is_not_validated_for() {
+fn gpu_continuous_search_equals_cpu_over_a_long_reach() {
     let Some(engine) = gpu() else { return };
     let grid = Grid3::new([14, 16, 18], [1.0; 3], [-9.0, -8.0, -7.0]).unwrap();
     let reference = blobs(&grid, &[([0.0; 3], 3.0, 2.0)]);
     let evaluated = blobs(&grid, &[([4.0, -2.5, 1.5], 3.0, 1.3)]);
-    let mut c = GammaCriteria::new(1.0, 3.0);
-    c.max_gamma = 4.0;
-    c.cutoff_percent = 0.0;
-    let e = engine.gamma(&reference, &evaluated, &c).unwrap_err();
-    assert!(e.to_string().contains("12.0 voxels"), "{e}");
+    // (local γ at a tenth of a percent of the maximum dose differs by up to
+    // 7e-4 between f32 and f64 here, a question of precision, not of reach:
+    // the local case starts at a 10 % cut-off)
+    for (local, cutoff) in [(false, 0.0), (true, 10.0)] {
+        let mut c = GammaCriteria::new(1.0, 3.0);
+        c.max_gamma = 4.0;
+        c.cutoff_percent = cutoff;
+        c.local = local;
+        compare(&engine, &reference, &evaluated, &c);
+        // the lattice kernel reports its cut-short points the same way (its
+        // local γ in low-dose tails ends at near-tied lattice points: see
+        // `gpu_equals_cpu_on_random_doses`)
+        if !local {
+            compare(&engine, &reference, &evaluated, &lattice(&c));
+        }
+    }
+    let c = GammaCriteria::new(1.0, 3.0);
     let auto = Engine::new(BackendChoice::Auto).unwrap();
     let r = auto.gamma(&reference, &evaluated, &c).unwrap();
     assert!(matches!(r.backend(), BackendKind::Cpu { .. }));
-    // the lattice search is not limited
-    let lattice_gpu = engine.gamma(&reference, &evaluated, &lattice(&c)).unwrap();
-    assert!(matches!(lattice_gpu.backend(), BackendKind::Gpu { .. }));
-    // a reach of exactly 4 voxels runs on the GPU
-    c.max_gamma = 2.0;
-    c.dta_mm = 2.0;
-    compare(&engine, &reference, &evaluated, &c);
 }
 
 /// The default criteria search continuously, on the GPU too, and the

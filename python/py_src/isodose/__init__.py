@@ -265,10 +265,9 @@ def gamma(
     backend : {"auto", "cpu", "gpu"}
         "cpu": the reference implementation (f64). "gpu": the WGSL port of
         the same search (f32), on any Vulkan/Metal/DX12 adapter including
-        software ones; :class:`GpuError` when there is none, and for the
-        continuous search when its reach (``max_gamma`` x ``dta_mm``)
-        exceeds 4 evaluated voxels, beyond which its kernel is not
-        validated. "auto": the continuous search on the CPU; the lattice
+        software ones; :class:`GpuError` when there is none (points a
+        driver's loop limit cuts short, as lavapipe's does, are computed on
+        the CPU). "auto": the continuous search on the CPU; the lattice
         search on a hardware GPU when one exists and the grid has at least
         1e5 voxels, else the CPU (and the CPU when the GPU fails).
         ``GammaResult.backend`` says which ran.

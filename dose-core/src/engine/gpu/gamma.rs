@@ -14,6 +14,7 @@ use crate::error::{DoseError, Result};
 use crate::grid::DoseView;
 use crate::qa::gamma::{
     FD_STEP, GN_HALVINGS, GN_ITERATIONS, GammaSearch, GammaSetup, REFINE_LEVELS, REFINE_MOVES,
+    gamma_cpu_at,
 };
 
 /// γ of every reference voxel on the GPU with the criteria's search, with
@@ -25,29 +26,26 @@ pub(crate) fn gamma_grid(
     evaluated: DoseView<'_>,
     s: &GammaSetup,
 ) -> Result<Array3<f32>> {
-    if s.criteria.search == GammaSearch::Continuous {
-        let sp = evaluated.grid().spacing_mm();
-        let reach = s.criteria.max_gamma * s.criteria.dta_mm / sp.x.min(sp.y).min(sp.z);
-        if reach > GPU_CONTINUOUS_MAX_REACH_VOXELS {
-            return Err(gpu_error(format!(
-                "the GPU continuous gamma search is validated for a reach (max_gamma x DTA) of up to \
-                 {GPU_CONTINUOUS_MAX_REACH_VOXELS} evaluated voxels; this one is {reach:.1} voxels \
-                 ({} x {} mm on {:.2} mm voxels): use the CPU or search=\"lattice\"",
-                s.criteria.max_gamma,
-                s.criteria.dta_mm,
-                sp.x.min(sp.y).min(sp.z)
-            )));
+    let mut gamma = gamma_slabs(ctx, reference, evaluated, s, 1 << 24)?;
+    // the points a driver's loop limit cut short (code -3 of both kernels,
+    // see shaders/gamma_continuous.wgsl): computed on the CPU
+    let unfinished: Vec<[usize; 3]> = gamma
+        .indexed_iter()
+        .filter(|(_, g)| **g == UNFINISHED)
+        .map(|((k, j, i), _)| [k, j, i])
+        .collect();
+    if !unfinished.is_empty() {
+        let values = gamma_cpu_at(reference, evaluated, s, &unfinished);
+        for (&[k, j, i], v) in unfinished.iter().zip(values) {
+            gamma[[k, j, i]] = v;
         }
     }
-    gamma_slabs(ctx, reference, evaluated, s, 1 << 24)
+    Ok(gamma)
 }
 
-/// The largest reach (max_gamma × DTA, in evaluated voxels) the GPU's
-/// continuous search runs with. Its parity tests (dose-core/tests/gpu_gamma.rs)
-/// hold up to reaches of 4 voxels; with 12 (3 mm × 4 on 1 mm voxels) about 3 %
-/// of the points missed their minimum on lavapipe, for a reason not found
-/// yet, so longer reaches are refused rather than answered wrongly.
-pub(crate) const GPU_CONTINUOUS_MAX_REACH_VOXELS: f64 = 4.0;
+/// The kernels' code for a point whose search the driver's loop limit cut
+/// short.
+const UNFINISHED: f32 = -3.0;
 
 /// As [`gamma_grid`], with at most `slab_voxel_cap` reference voxels per
 /// dispatch (besides the adapter's own limits).

@@ -458,39 +458,41 @@ pub fn gamma_index<'a>(
     )
 }
 
-/// The CPU kernel: γ of every reference voxel.
-pub(crate) fn gamma_cpu(
-    reference: DoseView<'_>,
-    evaluated: DoseView<'_>,
-    s: &GammaSetup,
-    hook: &Hook,
-) -> Result<Array3<f32>> {
-    let criteria = &s.criteria;
-    let eg = evaluated.grid();
-    let flat = evaluated.data().as_standard_layout();
-    // a standard-layout array always has a slice
-    let data = flat.as_slice().unwrap_or(&[]);
-    let sp = eg.spacing_mm();
-    let dose = EvaluatedDose {
-        data,
-        shape: eg.shape(),
-        origin_mm: eg.origin_mm().coords.into(),
-        spacing_mm: [sp.x, sp.y, sp.z],
-    };
-    // (the continuous search starts from the previous point's minimum)
-    type Search<'a> = Box<dyn Fn([f64; 3], f64, f64, &mut Option<[f64; 3]>) -> f64 + Sync + 'a>;
-    let search: Search<'_> = match criteria.search {
-        GammaSearch::Continuous => {
-            let cells = CellSearch::new(&dose, s);
-            Box::new(move |p, d, inv_dd2, hint| cells.min_gamma2(p, d, inv_dd2, hint))
+/// One search: (point mm, reference dose Gy, 1/ΔD², start hint) → min γ².
+type Search<'a> = Box<dyn Fn([f64; 3], f64, f64, &mut Option<[f64; 3]>) -> f64 + Sync + 'a>;
+
+/// The search of one reference point on the CPU: the criteria's search over
+/// the evaluated dose, with the reference grid's geometry and cut-off.
+struct PointSearch<'a, 'r> {
+    search: Search<'a>,
+    s: &'a GammaSetup,
+    reference: DoseView<'r>,
+}
+
+impl<'a, 'r> PointSearch<'a, 'r> {
+    fn new(dose: &EvaluatedDose<'a>, s: &'a GammaSetup, reference: DoseView<'r>) -> Self {
+        let search: Search<'a> = match s.criteria.search {
+            GammaSearch::Continuous => {
+                let cells = CellSearch::new(dose, s);
+                Box::new(move |p, d, inv_dd2, hint| cells.min_gamma2(p, d, inv_dd2, hint))
+            }
+            GammaSearch::Lattice => {
+                let lattice = LatticeSearch::new(dose, s);
+                Box::new(move |p, d, inv_dd2, _| lattice.min_gamma2(p, d, inv_dd2))
+            }
+        };
+        Self {
+            search,
+            s,
+            reference,
         }
-        GammaSearch::Lattice => {
-            let lattice = LatticeSearch::new(&dose, s);
-            Box::new(move |p, d, inv_dd2, _| lattice.min_gamma2(p, d, inv_dd2))
-        }
-    };
-    let rgrid = reference.grid();
-    let point_gamma = |zyx: [usize; 3], d_ref: f64, hint: &mut Option<[f64; 3]>| -> f32 {
+    }
+
+    /// γ of the reference voxel `zyx` (dose `d_ref`): NaN below the cut-off,
+    /// +∞ with no evaluated dose within reach. (The continuous search starts
+    /// from `hint`, the previous point's minimum, and leaves its own there.)
+    fn gamma(&self, zyx: [usize; 3], d_ref: f64, hint: &mut Option<[f64; 3]>) -> f32 {
+        let (s, criteria) = (self.s, &self.s.criteria);
         if d_ref < s.cutoff_gy || (criteria.local && d_ref <= 0.0) {
             *hint = None;
             return f32::NAN;
@@ -501,15 +503,40 @@ pub(crate) fn gamma_cpu(
             s.normalisation_gy
         };
         let dd = criteria.dose_percent / 100.0 * norm;
-        let p: Point3<f64> = rgrid.index_to_world(zyx);
-        let best = search([p.x, p.y, p.z], d_ref, 1.0 / (dd * dd), hint);
+        let p: Point3<f64> = self.reference.grid().index_to_world(zyx);
+        let best = (self.search)([p.x, p.y, p.z], d_ref, 1.0 / (dd * dd), hint);
         if best.is_finite() {
             best.sqrt().min(criteria.max_gamma) as f32
         } else {
             f32::INFINITY
         }
-    };
-    let [nz, ny, nx] = rgrid.shape();
+    }
+}
+
+/// The evaluated dose of `evaluated` in the searches' layout (C order).
+fn evaluated_dose<'a>(evaluated: DoseView<'_>, flat: &'a [f32]) -> EvaluatedDose<'a> {
+    let eg = evaluated.grid();
+    let sp = eg.spacing_mm();
+    EvaluatedDose {
+        data: flat,
+        shape: eg.shape(),
+        origin_mm: eg.origin_mm().coords.into(),
+        spacing_mm: [sp.x, sp.y, sp.z],
+    }
+}
+
+/// The CPU kernel: γ of every reference voxel.
+pub(crate) fn gamma_cpu(
+    reference: DoseView<'_>,
+    evaluated: DoseView<'_>,
+    s: &GammaSetup,
+    hook: &Hook,
+) -> Result<Array3<f32>> {
+    let flat = evaluated.data().as_standard_layout();
+    // a standard-layout array always has a slice
+    let dose = evaluated_dose(evaluated, flat.as_slice().unwrap_or(&[]));
+    let search = PointSearch::new(&dose, s, reference);
+    let [nz, ny, nx] = reference.grid().shape();
     let mut out = vec![0f32; nz * ny * nx];
     let d_ref = reference.data().as_standard_layout();
     // a standard-layout array always has a slice
@@ -528,11 +555,29 @@ pub(crate) fn gamma_cpu(
             // does not depend on how the rows are shared among threads
             let mut hint = None;
             for (i, (g, &d)) in g_row.iter_mut().zip(d_row).enumerate() {
-                *g = point_gamma([k, j, i], f64::from(d), &mut hint);
+                *g = search.gamma([k, j, i], f64::from(d), &mut hint);
             }
         },
     )?;
     Array3::from_shape_vec((nz, ny, nx), out).map_err(|e| DoseError::InvalidGrid {
         reason: format!("internal shape error: {e}"),
     })
+}
+
+/// γ of the reference voxels `points` ((z, y, x) indices) on the CPU, as
+/// [`gamma_cpu`] computes them: for the points a GPU kernel could not finish.
+pub(crate) fn gamma_cpu_at(
+    reference: DoseView<'_>,
+    evaluated: DoseView<'_>,
+    s: &GammaSetup,
+    points: &[[usize; 3]],
+) -> Vec<f32> {
+    let flat = evaluated.data().as_standard_layout();
+    let dose = evaluated_dose(evaluated, flat.as_slice().unwrap_or(&[]));
+    let search = PointSearch::new(&dose, s, reference);
+    let d_ref = reference.data();
+    points
+        .par_iter()
+        .map(|&[k, j, i]| search.gamma([k, j, i], f64::from(d_ref[[k, j, i]]), &mut None))
+        .collect()
 }
