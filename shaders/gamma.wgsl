@@ -170,11 +170,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             found = true;
         }
     }
-    if (!found) {
-        gamma[idx] = -2.0;
-        return;
-    }
-    if (best > 0.0 && best < params.max_g2) {
+    if (found && best > 0.0 && best < params.max_g2) {
         let gn = gauss_newton(c0, best_r, best, d_ref, inv_dd2);
         best_r = gn.xyz;
         best = gn.w;
@@ -222,6 +218,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     if (trips < probe_trips) {
         gamma[idx] = -3.0;
+        return;
+    }
+    // (after the probe: a search cut short before any position inside the
+    // evaluated grid is unfinished, not "no dose within reach")
+    if (!found) {
+        gamma[idx] = -2.0;
         return;
     }
     gamma[idx] = min(sqrt(best), params.max_gamma);

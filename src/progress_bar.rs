@@ -60,14 +60,17 @@ impl Progress for StderrBar {
             return true;
         };
         match current.as_ref() {
-            Some((s, bar)) if s == stage => {
+            // the same stage, still running (a stage that finished and is
+            // reported again, e.g. one gamma per criterion, gets a new bar)
+            Some((s, bar)) if s == stage && !bar.is_finished() && done >= bar.position() => {
                 if bar.length() != Some(total) {
                     bar.set_length(total);
                 }
             }
             _ => {
                 if let Some((_, old)) = current.take() {
-                    old.finish();
+                    // a stage left before its end keeps its last count
+                    old.abandon();
                 }
                 *current = Some((stage.to_owned(), self.new_bar(stage, total)));
             }
@@ -136,5 +139,12 @@ mod tests {
         // a stage with no work is complete at once
         assert!(bar.report("gamma", 0, 0));
         assert_eq!(state(&bar), Some(("gamma".into(), 0, Some(0), true)));
+        // the same stage again (a second gamma): a new, running bar
+        assert!(bar.report("gamma", 0, 8));
+        assert!(bar.report("gamma", 3, 8));
+        assert_eq!(state(&bar), Some(("gamma".into(), 3, Some(8), false)));
+        // a count that goes back starts a new bar too
+        assert!(bar.report("gamma", 1, 8));
+        assert_eq!(state(&bar), Some(("gamma".into(), 1, Some(8), false)));
     }
 }

@@ -114,11 +114,21 @@ impl PlanDateTime {
         if !(0.0..61.0).contains(&second) {
             return None;
         }
-        let micros = (second * 1e6).round() as u32;
-        let time = leap_aware_time(hour, minute, micros / 1_000_000, micros % 1_000_000)?;
         let date = NaiveDate::from_ymd_opt(year, month, day)?;
+        let micros = (second * 1e6).round() as i64;
+        let local = if second < 60.0 {
+            // rounding to the microsecond may carry into the next minute
+            date.and_time(NaiveTime::from_hms_opt(hour, minute, 0)?)
+                .checked_add_signed(Duration::microseconds(micros))?
+        } else {
+            // second 60, a leap second: its fraction must stay below 1 s
+            let fraction = u32::try_from(micros - 60_000_000)
+                .ok()
+                .filter(|f| *f < 1_000_000)?;
+            date.and_time(leap_aware_time(hour, minute, 60, fraction)?)
+        };
         Some(Self {
-            local: date.and_time(time),
+            local,
             offset: None,
         })
     }
@@ -164,8 +174,17 @@ impl PlanDateTime {
     /// (0008,0201) is `offset` (`&ZZXX`: `+0100`, `-0500`...). `None` if
     /// the offset is malformed or beyond DICOM's −12:00 to +14:00.
     pub fn with_utc_offset(self, offset: &str) -> Option<Self> {
-        // the offset has the grammar of a DT's suffix: dicom-rs parses it
-        // after a year
+        // exactly &ZZXX: dicom-rs's DT parser reads the offset after a date
+        // but ignores what follows the four digits and does not check the
+        // minutes
+        let o = offset.trim().as_bytes();
+        if o.len() != 5
+            || !matches!(o[0], b'+' | b'-')
+            || !o[1..].iter().all(u8::is_ascii_digit)
+            || o[3] > b'5'
+        {
+            return None;
+        }
         let dt = deserialize::parse_datetime_partial(format!("2000{}", offset.trim()).as_bytes())
             .ok()?;
         let offset = *dt.time_zone()?;
@@ -195,17 +214,17 @@ impl PlanDateTime {
     /// else of the local times as written (the same frame, as within one
     /// object).
     pub fn days_since(&self, earlier: &PlanDateTime) -> f64 {
-        let delta = match (self.offset, earlier.offset) {
-            (Some(a), Some(b)) => {
-                (self.local - Duration::seconds(i64::from(a.local_minus_utc())))
-                    - (earlier.local - Duration::seconds(i64::from(b.local_minus_utc())))
+        // microseconds since 1970 (i64 covers ±292,000 years), UTC when
+        // both have an offset
+        let micros = |t: &PlanDateTime, utc: bool| -> f64 {
+            let local = t.local.and_utc().timestamp_micros() as f64;
+            match (utc, t.offset) {
+                (true, Some(o)) => local - f64::from(o.local_minus_utc()) * 1e6,
+                _ => local,
             }
-            _ => self.local - earlier.local,
         };
-        match delta.num_microseconds() {
-            Some(us) => us as f64 / MICROS_PER_DAY as f64,
-            None => delta.num_seconds() as f64 / 86_400.0,
-        }
+        let utc = self.offset.is_some() && earlier.offset.is_some();
+        (micros(self, utc) - micros(earlier, utc)) / MICROS_PER_DAY as f64
     }
 
     /// This time moved by `days` (rounded to the microsecond), with the same
@@ -1533,6 +1552,14 @@ mod tests {
         assert_eq!(epoch.plus_days(-1.0).dicom_date(), "19691231");
         assert!(PlanDateTime::new(2023, 2, 29, 0, 0, 0.0).is_none());
         assert!(PlanDateTime::new(2024, 2, 29, 0, 0, 0.0).is_some());
+        // rounding to the microsecond carries into the next minute; only an
+        // input of 60 s is a leap second
+        let carried = PlanDateTime::new(2024, 1, 1, 10, 59, 59.999_999_6).unwrap();
+        assert_eq!(
+            (carried.dicom_date(), carried.dicom_time()),
+            ("20240101".into(), "110000.000000".into())
+        );
+        assert!(PlanDateTime::new(2024, 1, 1, 23, 59, 60.9999996).is_none());
         // century rules: 1900 is not a leap year, 2000 is
         assert!(PlanDateTime::new(1900, 2, 29, 0, 0, 0.0).is_none());
         assert!(PlanDateTime::parse("20000229", None).is_some());
@@ -1554,7 +1581,9 @@ mod tests {
         assert_eq!(t.dicom_utc_offset(), None);
         // DICOM's range is -1200 to +1400; anything else is malformed
         assert!(t.with_utc_offset("+1400").is_some());
-        for bad in ["+1500", "-1300", "0100", "+01", "+01:00", "UTC"] {
+        for bad in [
+            "+1500", "-1300", "0100", "+01", "+01:00", "UTC", "+0100xyz", "+01001", "+0199",
+        ] {
             assert!(t.with_utc_offset(bad).is_none(), "{bad}");
         }
         // moving a time keeps its offset

@@ -183,8 +183,10 @@ impl Structure {
         &self.planes
     }
 
-    /// Volume of the structure model, cm³: Σ over planes of the even-odd area
-    /// (exact, by the shoelace formula with the parity of nesting) × slab.
+    /// Volume of the structure model, cm³: Σ over planes of the even-odd
+    /// area (exact, by the trapezoids of [`AreaSweep`], also for polygons
+    /// that overlap or cross themselves) × slab. The samples of
+    /// [`Structure::sample`] add up to it.
     pub fn volume_cc(&self) -> f64 {
         self.planes
             .iter()
@@ -525,41 +527,22 @@ fn crossings(polygons: &[Vec<[f64; 2]>], y: f64, xs: &mut Vec<f64>) {
     xs.sort_by(f64::total_cmp);
 }
 
-/// Area (mm²) of the region inside an odd number of the polygons.
-///
-/// For non-intersecting polygons, the even-odd region's area is the sum of
-/// the polygons' areas, each signed by the parity of the number of other
-/// polygons that contain it (a hole subtracts, an island in a hole adds).
+/// Area (mm²) of the region inside an odd number of the polygons: one strip
+/// over the polygons' extent, one column.
 fn even_odd_area(polygons: &[Vec<[f64; 2]>]) -> f64 {
-    polygons
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let depth = polygons
-                .iter()
-                .enumerate()
-                .filter(|(j, q)| *j != i && contains(q, p[0]))
-                .count();
-            let a = shoelace(p).abs();
-            if depth % 2 == 0 { a } else { -a }
-        })
-        .sum()
-}
-
-fn shoelace(p: &[[f64; 2]]) -> f64 {
-    let n = p.len();
-    0.5 * (0..n)
-        .map(|i| {
-            let (a, b) = (p[i], p[(i + 1) % n]);
-            a[0] * b[1] - b[0] * a[1]
-        })
-        .sum::<f64>()
-}
-
-fn contains(poly: &[[f64; 2]], pt: [f64; 2]) -> bool {
-    let mut xs = Vec::new();
-    crossings(std::slice::from_ref(&poly.to_vec()), pt[1], &mut xs);
-    xs.iter().filter(|&&x| x > pt[0]).count() % 2 == 1
+    let (mut min, mut max) = ([f64::INFINITY; 2], [f64::NEG_INFINITY; 2]);
+    for p in polygons.iter().flatten() {
+        for a in 0..2 {
+            min[a] = min[a].min(p[a]);
+            max[a] = max[a].max(p[a]);
+        }
+    }
+    if !(max[0] > min[0] && max[1] > min[1]) {
+        return 0.0;
+    }
+    let mut area = [0.0];
+    AreaSweep::new(polygons).add_strip(min[1], max[1], &[min[0], max[0]], &mut area);
+    area[0]
 }
 
 #[cfg(test)]
@@ -600,6 +583,19 @@ mod tests {
                     .all(|s| s.dose_lo_gy == 1.0 && s.dose_hi_gy == 1.0 && !s.outside)
             );
         }
+    }
+
+    #[test]
+    fn overlapping_contours_have_the_even_odd_volume_in_the_model_and_samples() {
+        // two 10 mm squares overlapping by 5 × 5 mm on one 2 mm plane: the
+        // even-odd region is 100 + 100 − 2 × 25 = 150 mm², 300 mm³
+        let cs = vec![square([0.0, 0.0], 5.0, 0.0), square([5.0, 5.0], 5.0, 0.0)];
+        let s = Structure::from_contours("overlap", &cs, 2.0).unwrap();
+        assert!((s.volume_cc() - 0.3).abs() < 1e-12, "{}", s.volume_cc());
+        let grid = Grid3::new([3, 20, 20], [1.3, 1.1, 0.9], [-8.0, -8.0, -1.0]).unwrap();
+        let samples = s.sample(&Volume::filled(grid, 1.0f32), 2).unwrap();
+        let v: f64 = samples.iter().map(|s| s.volume_mm3).sum();
+        assert!((v - 300.0).abs() < 1e-9, "{v}");
     }
 
     #[test]
