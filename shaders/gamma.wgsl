@@ -132,6 +132,27 @@ fn gauss_newton(c0: vec3<f32>, r_in: vec3<f32>, g2_in: f32, d_ref: f32, inv_dd2:
     return vec4<f32>(r, g2);
 }
 
+// Whether a driver's limit on loop iterations has cut this invocation's
+// loops short. Lavapipe (Mesa's llvmpipe) ends every loop of an invocation,
+// silently, once 65,535 loop iterations have run in all
+// (LP_MAX_TGSI_LOOP_ITERATIONS in gallivm, shared by every loop of the
+// shader and by the SIMD lanes run together): a search cut short that way
+// would report too large a γ. This loop of two trips (a count the compiler
+// cannot fold) then ends after one. The kernels report such a point
+// unfinished (-3) for the host to compute on the CPU; gamma_continuous.wgsl,
+// compiled after this file, calls it too.
+fn loop_limit_reached() -> bool {
+    let probe_trips = 2u + u32(params.nx == 0u);
+    var trips = 0u;
+    loop {
+        trips = trips + 1u;
+        if (trips >= probe_trips) {
+            break;
+        }
+    }
+    return trips < probe_trips;
+}
+
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let idx = gid.y * params.dispatch_width + gid.x;
@@ -201,22 +222,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             h = h * 0.5;
         }
     }
-    // Lavapipe (Mesa's llvmpipe) ends every loop of an invocation, silently,
-    // once 65,535 loop iterations have run in all (LP_MAX_TGSI_LOOP_ITERATIONS
-    // in gallivm, shared by every loop of the shader and by the SIMD lanes
-    // run together): a search cut short that way would report too large a
-    // γ. This loop of two trips (a count the compiler cannot fold) then ends
-    // after one, and the point is reported unfinished (-3) for the host to
-    // compute on the CPU.
-    let probe_trips = 2u + u32(params.nx == 0u);
-    var trips = 0u;
-    loop {
-        trips = trips + 1u;
-        if (trips >= probe_trips) {
-            break;
-        }
-    }
-    if (trips < probe_trips) {
+    if (loop_limit_reached()) {
         gamma[idx] = -3.0;
         return;
     }

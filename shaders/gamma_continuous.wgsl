@@ -28,8 +28,11 @@
 // 10⁻⁵ here, where f32 rounding (about 6e-8 relative) would make the CPU's
 // 10⁻⁶ certify later for no gain in the reported γ.
 //
-// @binding(0) uniform Params (the struct of gamma.wgsl; n_offsets, fd_mm and
-//             the refinement counts are not used)
+// Compiled after gamma.wgsl, whose Params, bindings and
+// loop_limit_reached() it uses (the module's entry point for this search is
+// `continuous`):
+// @binding(0) uniform Params (n_offsets, fd_mm and the refinement counts are
+//             not used)
 // @binding(2) storage<read> reference: array<f32> (this slab)
 // @binding(3) storage<read> evaluated: array<f32> (planes ek0 .. the last the
 //             slab can reach)
@@ -38,44 +41,7 @@
 // Output codes: >= 0 is gamma (capped at max_gamma); -1 not evaluated (below
 // the cut-off); -2 no evaluated dose within reach; -3 unfinished (the
 // driver's loop limit cut the search short: the host computes it). The host turns -1 and -2 into
-// NaN and +inf. Structs must match dose-core/src/engine/gpu/layout.rs.
-
-struct Params {
-    ref_origin: vec4<f32>,        // x, y, z (mm) of the slab's first reference voxel
-    ref_spacing: vec4<f32>,       // sx, sy, sz (mm)
-    eval_origin: vec4<f32>,       // x, y, z (mm) of the evaluated grid's first voxel
-    eval_inv_spacing: vec4<f32>,  // 1/sx, 1/sy, 1/sz (1/mm)
-    fd_mm: vec4<f32>,             // (lattice search only)
-    nx: u32,
-    ny: u32,
-    nz: u32,                      // reference planes in this slab
-    dispatch_width: u32,
-    enx: u32,
-    eny: u32,
-    enz: u32,                     // planes of the whole evaluated grid
-    ek0: u32,                     // first evaluated plane uploaded
-    n_offsets: u32,               // (lattice search only)
-    local: u32,                   // 1: local dose difference
-    refine_levels: u32,           // (lattice search only)
-    refine_moves: u32,            // (lattice search only)
-    gn_iterations: u32,           // (lattice search only)
-    gn_halvings: u32,             // (lattice search only)
-    dd_global: f32,               // ΔD of global gamma (Gy)
-    dose_fraction: f32,           // dose_percent / 100 (local ΔD = this × D_ref)
-    cutoff: f32,                  // Gy
-    inv_dta2: f32,                // 1/mm²
-    max_g2: f32,
-    lattice_step: f32,            // search resolution, mm
-    max_gamma: f32,
-    _pad0: f32,
-    _pad1: f32,
-    _pad2: f32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(2) var<storage, read> reference: array<f32>;
-@group(0) @binding(3) var<storage, read> evaluated: array<f32>;
-@group(0) @binding(4) var<storage, read_write> gamma: array<f32>;
+// NaN and +inf.
 
 // Gauss-Newton iterations per cell, and halvings of a step that does not
 // lower γ² (as the CPU's CELL_ITERATIONS, CELL_HALVINGS).
@@ -131,7 +97,7 @@ struct Box {
     ok: bool,
 }
 
-fn ev(i: i32, j: i32, k: i32) -> f32 {
+fn ev_clamped(i: i32, j: i32, k: i32) -> f32 {
     let ii = u32(clamp(i, 0, n_i.x - 1));
     let jj = u32(clamp(j, 0, n_i.y - 1));
     let kk = max(u32(clamp(k, 0, n_i.z - 1)), params.ek0);
@@ -143,7 +109,7 @@ fn ev(i: i32, j: i32, k: i32) -> f32 {
 // voxel centres, as Volume::sample_trilinear does).
 fn load_cell(c: vec3<i32>) {
     for (var k = 0; k < 8; k = k + 1) {
-        cv[k] = ev(c.x + (k & 1), c.y + ((k >> 1u) & 1), c.z + ((k >> 2u) & 1));
+        cv[k] = ev_clamped(c.x + (k & 1), c.y + ((k >> 1u) & 1), c.z + ((k >> 2u) & 1));
     }
 }
 
@@ -469,7 +435,7 @@ fn minimise_cell(c: vec3<i32>, sub: Box, range: vec2<f32>, box_min: vec3<f32>) {
 }
 
 @compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+fn continuous(@builtin(global_invocation_id) gid: vec3<u32>) {
     let idx = gid.y * params.dispatch_width + gid.x;
     let plane = params.nx * params.ny;
     if (idx >= plane * params.nz) {
@@ -587,22 +553,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             }
         }
     }
-    // Lavapipe (Mesa's llvmpipe) ends every loop of an invocation, silently,
-    // once 65,535 loop iterations have run in all (LP_MAX_TGSI_LOOP_ITERATIONS
-    // in gallivm, shared by every loop of the shader and by the SIMD lanes
-    // run together): a search cut short that way would report too large a
-    // γ. This loop of two trips (a count the compiler cannot fold) then ends
-    // after one, and the point is reported unfinished (-3) for the host to
-    // compute on the CPU.
-    let probe_trips = 2u + u32(params.nx == 0u);
-    var trips = 0u;
-    loop {
-        trips = trips + 1u;
-        if (trips >= probe_trips) {
-            break;
-        }
-    }
-    if (trips < probe_trips) {
+    if (loop_limit_reached()) {
         gamma[idx] = -3.0;
         return;
     }

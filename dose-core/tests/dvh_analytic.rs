@@ -75,20 +75,42 @@ fn analytic_dx(x: f64, d0: f64, g_times_r: f64) -> f64 {
 /// [zᵢ − h/2, zᵢ + h/2], z from the centre) in the dose D₀ + g·z: the volume
 /// above height u is Σ π ρᵢ² · max(0, bᵢ − max(aᵢ, u)), inverted by bisection.
 fn slab_model_dx(x: f64, radius: f64, h: f64, d0: f64, g: f64) -> f64 {
-    let n = (2.0 * radius / h).round() as usize;
-    let slabs: Vec<(f64, f64, f64)> = (0..n)
-        .map(|i| {
-            let z = -radius + (i as f64 + 0.5) * h;
-            (z - h / 2.0, z + h / 2.0, PI * (radius * radius - z * z))
-        })
-        .collect();
+    let discs = sphere_discs(radius, h);
     let above = |u: f64| -> f64 {
-        slabs
+        discs
             .iter()
-            .map(|&(a, b, area)| area * (b - a.max(u)).max(0.0))
+            .map(|&(z, r2)| PI * r2 * (z + h / 2.0 - (z - h / 2.0).max(u)).max(0.0))
             .sum()
     };
     invert(above, x, -radius - h, radius + h, d0, g)
+}
+
+/// The discs of [`sphere`]'s contour stack: (plane z from the centre, ρ²).
+fn sphere_discs(radius: f64, h: f64) -> Vec<(f64, f64)> {
+    let n = (2.0 * radius / h).round() as usize;
+    (0..n)
+        .map(|i| {
+            let z = -radius + (i as f64 + 0.5) * h;
+            (z, radius * radius - z * z)
+        })
+        .collect()
+}
+
+/// D_x of the contoured sphere's own model in D₀ + g·u along `axis` (0, 1:
+/// in-plane, each disc's circular segment beyond u; 2: across the planes,
+/// [`slab_model_dx`]).
+fn contour_stack_dx(x: f64, radius: f64, h: f64, d0: f64, g: f64, axis: usize) -> f64 {
+    if axis == 2 {
+        return slab_model_dx(x, radius, h, d0, g);
+    }
+    let discs = sphere_discs(radius, h);
+    let above = |u: f64| -> f64 {
+        discs
+            .iter()
+            .map(|&(_, r2)| segment_area(u, r2.sqrt()) * h)
+            .sum()
+    };
+    invert(above, x, -radius - 1.0, radius + 1.0, d0, g)
 }
 
 fn grid_around(c: [f64; 3], radius: f64) -> Grid3 {
@@ -373,15 +395,11 @@ fn small_spheres_on_coarse_grids_keep_the_contoured_volume() {
     for radius in [2.0, 3.0, 4.0, 5.0] {
         for h in [0.5, 1.0, 2.0, 3.0] {
             let s = sphere(c, radius, h);
-            let n = (2.0 * radius / h).round() as usize;
-            // the contour stack's discs: (z from the centre, ρ²)
-            let discs: Vec<(f64, f64)> = (0..n)
-                .map(|i| {
-                    let z = -radius + (i as f64 + 0.5) * h;
-                    (z, radius * radius - z * z)
-                })
-                .collect();
-            let stack_cc = discs.iter().map(|&(_, r2)| PI * r2 * h).sum::<f64>() / 1000.0;
+            let stack_cc = sphere_discs(radius, h)
+                .iter()
+                .map(|&(_, r2)| PI * r2 * h)
+                .sum::<f64>()
+                / 1000.0;
             assert!((s.volume_cc() / stack_cc - 1.0).abs() < 1e-9);
             for (spacing, shift) in [
                 (3.0, [0.37, -0.81, 1.1]),
@@ -412,17 +430,7 @@ fn small_spheres_on_coarse_grids_keep_the_contoured_volume() {
                     let dvh = Dvh::from_structure(&linear_dose(&grid, d0, gv, c), &s, 4).unwrap();
                     for x in [0.02, 0.05, 0.5, 0.95, 0.98] {
                         let got = dvh.dose_at_fraction(x).unwrap();
-                        let want = if axis == 2 {
-                            slab_model_dx(x, radius, h, d0, g)
-                        } else {
-                            let above = |u: f64| -> f64 {
-                                discs
-                                    .iter()
-                                    .map(|&(_, r2)| segment_area(u, r2.sqrt()) * h)
-                                    .sum()
-                            };
-                            invert(above, x, -radius - 1.0, radius + 1.0, d0, g)
-                        };
+                        let want = contour_stack_dx(x, radius, h, d0, g, axis);
                         assert!(
                             (got / want - 1.0).abs() < 0.01,
                             "R {radius}, h {h}, shift {shift:?}, gradient along {axis}: D{x} = {got}, contour stack {want}"
@@ -445,13 +453,6 @@ fn gentle_gradients_merge_samples_without_losing_d_x() {
     let c = [3.3, -12.6, 40.2];
     let s = sphere(c, radius, h);
     let grid = grid_around(c, radius);
-    let n = (2.0 * radius / h).round() as usize;
-    let discs: Vec<f64> = (0..n)
-        .map(|i| {
-            let z = -radius + (i as f64 + 0.5) * h;
-            radius * radius - z * z
-        })
-        .collect();
     let (d0, g) = (10.0, 0.01);
     for axis in 0..3 {
         let mut gv = [0.0; 3];
@@ -466,14 +467,7 @@ fn gentle_gradients_merge_samples_without_losing_d_x() {
         let dvh = Dvh::from_structure(&dose, &s, 4).unwrap();
         for x in [0.02, 0.05, 0.5, 0.95, 0.98] {
             let got = dvh.dose_at_fraction(x).unwrap();
-            let want = if axis == 2 {
-                slab_model_dx(x, radius, h, d0, g)
-            } else {
-                let above = |u: f64| -> f64 {
-                    discs.iter().map(|&r2| segment_area(u, r2.sqrt()) * h).sum()
-                };
-                invert(above, x, -radius - 1.0, radius + 1.0, d0, g)
-            };
+            let want = contour_stack_dx(x, radius, h, d0, g, axis);
             assert!(
                 (got - want).abs() < 0.01 * 2.0 * g * radius,
                 "gradient along {axis}: D{x} = {got}, contour stack {want}"

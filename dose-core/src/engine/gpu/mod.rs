@@ -20,8 +20,14 @@ pub const TG43_DOSE_WGSL: &str = include_str!("../../../../shaders/tg43_dose.wgs
 /// The WGSL source of the gamma-index kernel with the lattice search.
 pub const GAMMA_WGSL: &str = include_str!("../../../../shaders/gamma.wgsl");
 
-/// The WGSL source of the gamma-index kernel with the continuous search.
-pub const GAMMA_CONTINUOUS_WGSL: &str = include_str!("../../../../shaders/gamma_continuous.wgsl");
+/// The WGSL module of the gamma-index kernel with the continuous search:
+/// `shaders/gamma.wgsl` (Params, bindings, the loop-limit probe) followed by
+/// `shaders/gamma_continuous.wgsl` (entry point `continuous`).
+pub const GAMMA_CONTINUOUS_WGSL: &str = concat!(
+    include_str!("../../../../shaders/gamma.wgsl"),
+    "\n",
+    include_str!("../../../../shaders/gamma_continuous.wgsl")
+);
 
 /// The WGSL source of the proton PBS forward-dose kernel.
 pub const PBS_DOSE_WGSL: &str = include_str!("../../../../shaders/pbs_dose.wgsl");
@@ -42,7 +48,7 @@ pub const DVH_HISTOGRAM_WGSL: &str = include_str!("../../../../shaders/dvh_histo
 pub const SHADERS: &[(&str, &str)] = &[
     ("tg43_dose.wgsl", TG43_DOSE_WGSL),
     ("gamma.wgsl", GAMMA_WGSL),
-    ("gamma_continuous.wgsl", GAMMA_CONTINUOUS_WGSL),
+    ("gamma.wgsl + gamma_continuous.wgsl", GAMMA_CONTINUOUS_WGSL),
     ("pbs_dose.wgsl", PBS_DOSE_WGSL),
     ("pbs_dose.wgsl + pbs_dij.wgsl", PBS_DIJ_WGSL),
     ("dvh_histogram.wgsl", DVH_HISTOGRAM_WGSL),
@@ -229,7 +235,14 @@ impl GpuContext {
         .map_err(|e| gpu_error(format!("cannot open {}: {e}", info.name)))?;
         let tg43 = pipeline(&device, "tg43_dose", TG43_DOSE_WGSL)?;
         let gamma = pipeline(&device, "gamma", GAMMA_WGSL)?;
-        let gamma_continuous = pipeline(&device, "gamma_continuous", GAMMA_CONTINUOUS_WGSL)?;
+        let gamma_continuous = pipelines(
+            &device,
+            "gamma_continuous",
+            GAMMA_CONTINUOUS_WGSL,
+            &["continuous"],
+        )?
+        .pop()
+        .ok_or_else(|| gpu_error("shader gamma_continuous.wgsl: no entry point"))?;
         let pbs_dose = pipeline(&device, "pbs_dose", PBS_DOSE_WGSL)?;
         let [dij_count, dij_fill]: [wgpu::ComputePipeline; 2] =
             pipelines(&device, "pbs_dij", PBS_DIJ_WGSL, &["dij_count", "dij_fill"])?
